@@ -1,0 +1,80 @@
+"""Test support: a real PostgreSQL for the suite and a fresh database per test.
+
+The server is the one named by ``UNIFIED_DB_TEST_DSN`` or, by default, an embedded
+PostgreSQL started once per test session in a temporary directory. Each test gets a
+database cloned from a template that was migrated once (``CREATE DATABASE ... TEMPLATE``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from unified_db import UnifiedDB
+
+
+def with_database(dsn: str, database: str) -> str:
+    """*dsn* pointing at *database* instead."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+def with_query(dsn: str, **params: str) -> str:
+    parts = urlsplit(dsn)
+    query = dict(parse_qsl(parts.query))
+    query.update(params)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start an embedded server in *data_dir*; returns its admin DSN."""
+    from unified_db.embedded import _start
+
+    return _start(data_dir)
+
+
+async def _admin(dsn: str, *statements: str) -> None:
+    con = await asyncpg.connect(dsn)
+    try:
+        for sql in statements:
+            await con.execute(sql)
+    finally:
+        await con.close()
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+
+
+def create_database(admin_dsn: str, name: str, template: str | None = None) -> str:
+    clause = f' TEMPLATE "{template}"' if template else ""
+    asyncio.run(_admin(admin_dsn, f'CREATE DATABASE "{name}"{clause}'))
+    return with_database(admin_dsn, name)
+
+
+def drop_database(admin_dsn: str, name: str) -> None:
+    asyncio.run(_admin(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def build_template(admin_dsn: str) -> str:
+    """A database with every migration applied, to clone for each test."""
+    name = unique_name("udb_tpl")
+    dsn = create_database(admin_dsn, name)
+
+    async def migrate() -> None:
+        db = UnifiedDB(dsn, min_size=1, max_size=1)
+        await db.open()
+        await db.close()
+
+    asyncio.run(migrate())
+    return name
+
+
+def urlsplit_db(dsn: str) -> str:
+    """The database name of *dsn*."""
+    return urlsplit(dsn).path.lstrip("/")
