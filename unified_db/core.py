@@ -222,6 +222,7 @@ class UnifiedPostgreSQL:
             self._closing = False
             self._pool = await self._create_pool(dsn)
             try:
+                await self._fit_pool_to_server()
                 if self.settings.auto_migrate:
                     await self.migrate()
                 await self._start_components()
@@ -278,6 +279,23 @@ class UnifiedPostgreSQL:
                 f"cannot connect to PostgreSQL at {_redact(dsn)} within {s.connect_timeout}s "
                 f"({exc.__class__.__name__}: {exc}); check the DSN and that the server is up"
             ) from exc
+
+    async def _fit_pool_to_server(self) -> None:
+        """Cap a default-sized pool by the server's max_connections (resource-aware default).
+
+        Only when max_size was not set: one query, and a pool swap only when the server
+        allows fewer connections than the CPU-based default would open.
+        """
+        if self.settings.max_size is not None:
+            return
+        usable = await self._fetchval(
+            "SELECT current_setting('max_connections')::int"
+            " - current_setting('superuser_reserved_connections')::int"
+        )
+        want = self.settings.pool_sizes(server_max_connections=usable)
+        pool = self._require_pool()
+        if want != (pool.get_min_size(), pool.get_max_size()):
+            await self._resize_pool(*want)
 
     async def _resize_pool(self, min_size: int, max_size: int) -> None:
         """Replace the pool by one of the new sizes without failing any query in flight.
