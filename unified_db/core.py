@@ -179,6 +179,7 @@ class UnifiedPostgreSQL:
         self._waiting = 0
         self._leases: dict[asyncpg.Pool, int] = {}
         self._drained: dict[asyncpg.Pool, asyncio.Event] = {}
+        self._resize_lock = asyncio.Lock()
         self.started_at = time.time()
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
@@ -309,16 +310,15 @@ class UnifiedPostgreSQL:
         graceful close, which waits for it. Raises PoolClosedError when not open and
         DatabaseUnavailableError when the new pool cannot connect (the old one stays).
         """
-        old = self._require_pool()
-        assert self._dsn is not None
-        new = await self._create_pool(self._dsn, min_size, max_size)
-        if self._pool is not old or self._closing:  # closed or resized meanwhile: keep theirs
-            await new.close()
-            if self._pool is None or self._closing:
+        async with self._resize_lock:  # one swap at a time, so none is silently lost
+            old = self._require_pool()
+            assert self._dsn is not None
+            new = await self._create_pool(self._dsn, min_size, max_size)
+            if self._pool is not old or self._closing:
+                await new.close()
                 raise PoolClosedError("the instance was closed while its pool was being resized")
-            return
-        self._pool = new
-        await self._retire_pool(old)
+            self._pool = new
+            await self._retire_pool(old)
 
     async def _retire_pool(self, pool: asyncpg.Pool) -> None:
         drained = self._drained[pool] = asyncio.Event()
