@@ -236,13 +236,15 @@ class UnifiedPostgreSQL:
         async with self._open_lock:
             if self._pool is None:
                 return
-            self._closing = True
+            # Components close while the pool still serves them: a final flush or an
+            # UNLISTEN needs it. Only then is the instance marked closing.
             for name, component in reversed(list(self._components.items())):
                 try:
                     await component.close()
                 except Exception:  # closing must finish; say what failed
                     log.exception("unified_db: closing component %s failed", name)
             self._components.clear()
+            self._closing = True
             await self._close_pool()
 
     async def _close_pool(self) -> None:
