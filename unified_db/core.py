@@ -286,11 +286,12 @@ class UnifiedPostgreSQL:
     async def _fit_pool_to_server(self) -> None:
         """Cap a default-sized pool by the server's max_connections (resource-aware default).
 
-        Only when max_size was not set: one query, and a pool swap only when the server
-        allows fewer connections than the CPU-based default would open.
+        Only when max_size was not set (and not for the serverless profile): one query,
+        and a pool swap only when the server allows fewer connections than the CPU-based
+        default would open.
         """
-        if self.settings.max_size is not None:
-            return
+        if self.settings.max_size is not None or self.settings.profile == "serverless":
+            return  # serverless: 2 connections fit any server; save the cold start a query
         usable = await self._fetchval(
             "SELECT current_setting('max_connections')::int"
             " - current_setting('superuser_reserved_connections')::int"
