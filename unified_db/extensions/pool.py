@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core import operation
 from ..errors import UnifiedDBError
+from ..stats import percentile
 from ._pool_logic import (
     CACHE_TABLE,
     EXPIRED_COUNT_CAP,
@@ -217,7 +218,18 @@ class PoolDiagnosticsMixin(_Base):
         Counters run since the last pop_stats(). No I/O (not a coroutine); raises
         PoolClosedError when the instance is not open.
         """
-        return pool_stats(self._pool_figures(), self.get_stats())
+        # Not get_stats(): that sorts every operation's samples; only acquire's are needed.
+        st = self._stats
+        acquire = sorted(st.acquire_samples)
+        p50, p99 = percentile(acquire, 50), percentile(acquire, 99)
+        return pool_stats(
+            self._pool_figures(),
+            {
+                **st.counters,
+                "acquire_p50_ms": None if p50 is None else p50 * 1000,
+                "acquire_p99_ms": None if p99 is None else p99 * 1000,
+            },
+        )
 
     @operation("get_extended_pool_stats")
     async def get_extended_pool_stats(self) -> ExtendedPoolStats:
