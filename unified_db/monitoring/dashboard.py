@@ -57,7 +57,7 @@ def render(snap: Snapshot) -> Group:
         f"{len(snap.instances)} instance(s) reporting  {snap.taken_at:%Y-%m-%d %H:%M:%S} UTC",
     )
 
-    features = Table("feature", "ops/s", title="Operations per second by feature", title_justify="left")
+    features = Table("feature", "ops/s", title="Ops/s by feature", title_justify="left")
     for name, rate in snap.features.items():
         features.add_row(name, _n(rate))
     if not snap.features:
@@ -98,7 +98,9 @@ def render(snap: Snapshot) -> Group:
         recs.add_row(Text(r.severity, style=SEVERITY_STYLE[r.severity]), r.finding, r.suggestion)
     if not snap.recommendations:
         recs.add_row("ok", "nothing to change", "")
-    return Group(header, features, ops, state, tables, recs)
+    top = Table.grid(padding=(0, 2))
+    top.add_row(state, Group(features, tables))
+    return Group(header, top, ops, recs)
 
 
 def to_json(snap: Snapshot) -> str:
