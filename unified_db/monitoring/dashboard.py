@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from .collect import Collector, Snapshot
@@ -77,11 +77,16 @@ def render(snap: Snapshot) -> Group:
         )
 
     p = snap.pool
-    state = Table("figure", "value", title="Pool, cache, sessions, snapshots", title_justify="left")
+    state = Table(
+        Column("figure", no_wrap=True),
+        "value",
+        title="Pool, cache, sessions, snapshots",
+        title_justify="left",
+    )
     state.add_row("pool in use / idle / waiting", f"{p.in_use} / {p.idle} / {p.waiting}")
     state.add_row("pool size / max", f"{p.size} / {p.max_size}")
     state.add_row("acquire p50 / p99 ms", f"{_n(p.acquire_p50_ms, 2)} / {_n(p.acquire_p99_ms, 2)}")
-    state.add_row("acquire timeouts / connections lost", f"{p.acquire_timeouts} / {p.connections_lost}")
+    state.add_row("acquire timeouts / lost conns", f"{p.acquire_timeouts} / {p.connections_lost}")
     state.add_row("server connections", f"{_n(snap.server.connections)} of {_n(snap.server.max_connections)}")
     state.add_row("app backends by state", ", ".join(f"{k} {v}" for k, v in snap.backends.items()) or "-")
     state.add_row("cache hit ratio (table)", _pct(snap.cache_hit_ratio))
@@ -89,7 +94,15 @@ def render(snap: Snapshot) -> Group:
     state.add_row("active sessions", _n(snap.active_sessions))
     state.add_row("snapshots / bytes", f"{_n(snap.snapshots)} / {human_bytes(snap.snapshot_bytes)}")
 
-    tables = Table("table", "rows", "dead", "size", "expired", title="Tables", title_justify="left")
+    tables = Table(
+        Column("table", no_wrap=True),
+        "rows",
+        "dead",
+        Column("size", no_wrap=True),
+        "expired",
+        title="Tables",
+        title_justify="left",
+    )
     for t in snap.tables:
         tables.add_row(t.name, _n(t.live_rows), _n(t.dead_rows), human_bytes(t.total_bytes), _n(t.expired))
 
