@@ -220,3 +220,14 @@ def test_thin_scripts_run_the_same_commands(empty_dsn: str):
         capture_output=True, text=True, env=env(), timeout=120,
     )  # fmt: skip
     assert clean.returncode == 0, clean.stdout + clean.stderr
+
+
+def test_the_diagnostics_example_in_docs_runs(db_dsn: str):
+    text = (ROOT / "docs" / "operations.md").read_text()
+    example = text.split("```python\n", 1)[1].split("```", 1)[0]
+    result = subprocess.run(
+        [sys.executable, "-c", example],
+        capture_output=True, text=True, env={**env(), "UNIFIED_DB_DSN": db_dsn}, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ended " in result.stdout and result.stdout.strip().splitlines()[-1].endswith(" 0")
