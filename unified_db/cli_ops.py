@@ -16,6 +16,7 @@ from rich.table import Table
 
 from .cli import DsnOpt, SchemaOpt, app, console, run
 from .db import UnifiedDB
+from .errors import FeatureUnavailableError
 
 NamespaceOpt = Annotated[
     str | None, typer.Option("--namespace", help="namespace (default: UNIFIED_DB_NAMESPACE or default)")
@@ -82,7 +83,7 @@ def metrics(
     """Serve Prometheus metrics of a namespace on http://ADDR:PORT/metrics (Ctrl-C to quit)."""
     try:
         from .monitoring.metrics import serve
-    except ImportError as exc:
+    except (ImportError, FeatureUnavailableError) as exc:  # the metrics extra is missing
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
 
