@@ -189,3 +189,39 @@ async def test_vacuum_runs_on_the_churn_tables_that_exist(db: UnifiedDB):
     )
     assert vacuumed is True
     assert [r.table for r in await vacuum(db, analyze_only=True)][0] == "cache_entries"
+
+
+async def test_scrapes_during_load_read_the_figures_on_the_loop(db: UnifiedDB):
+    registry = CollectorRegistry(auto_describe=False)
+    collector = UnifiedDBCollector(db)
+    assert collector.loop is asyncio.get_running_loop()
+    registry.register(collector)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    stop = asyncio.Event()
+
+    async def worker() -> None:
+        while not stop.is_set():
+            await db.get_connection_diagnostics()
+
+    await db.get_connection_diagnostics()  # so the first scrape has a sample
+    tasks = [asyncio.create_task(worker()) for _ in range(8)]
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        bodies = [
+            await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read().decode())
+            for _ in range(10)
+        ]
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    counts = [
+        s.value
+        for body in bodies
+        for fam in text_string_to_metric_families(body)
+        for s in fam.samples
+        if s.name == "unified_db_operations_total"
+    ]
+    assert len(counts) == 10 and counts == sorted(counts) and counts[-1] > counts[0]

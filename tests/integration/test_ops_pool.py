@@ -242,3 +242,9 @@ async def test_default_pool_size_follows_cpus_and_server(db_dsn: str):
         )
         s = db.get_pool_stats()
         assert (s.min_size, s.max_size) == db.settings.pool_sizes(server_max_connections=usable)
+
+
+async def test_concurrent_resizes_apply_in_order(db: UnifiedDB):
+    await asyncio.gather(db.adjust_pool_size(max_size=6), db.adjust_pool_size(max_size=3))
+    s = db.get_pool_stats()
+    assert s.max_size == 3 and await db._fetchval("SELECT 1") == 1

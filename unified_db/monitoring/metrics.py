@@ -15,6 +15,7 @@ base units (seconds, bytes), an ``unified_db_operation_seconds`` histogram by op
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -150,27 +151,65 @@ def snapshot_families(snap: Snapshot) -> Iterator[Metric]:
 
 
 class UnifiedDBCollector(_Collector):
-    """This process's figures, read at scrape time from an open UnifiedDB (no I/O)."""
+    """This process's figures, read at scrape time from an open UnifiedDB (no I/O).
 
-    def __init__(self, db: UnifiedDB) -> None:
+    Prometheus scrapes from its own HTTP thread, while the figures change on the event
+    loop: reading a latency deque while the loop appends to it can fail. So when built
+    inside a running loop (an application's startup), the collector reads the figures on
+    that loop (``call_soon_threadsafe``), waiting at most *timeout* seconds.
+    """
+
+    def __init__(
+        self, db: UnifiedDB, *, loop: asyncio.AbstractEventLoop | None = None, timeout: float = 5.0
+    ) -> None:
         self.db = db
+        self.timeout = timeout
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+        self.loop = loop
 
-    def collect(self) -> Iterator[Metric]:
+    def _figures(self) -> tuple[Any, ...] | None:
         db = self.db
         if not db.is_open:
-            return
+            return None
         stats = db.get_stats()
         operations = stats.get("operations", {})
-        assert isinstance(operations, dict)
         counters = {k: v for k, v in stats.items() if isinstance(v, int)}
-        yield from families(
-            db.namespace,
-            counters,
-            operations,
-            db._stats.histograms(),
-            db._pool_figures(),
-            {"acquire_p50_ms": stats.get("acquire_p50_ms"), "acquire_p99_ms": stats.get("acquire_p99_ms")},  # type: ignore[dict-item]
-        )
+        acquire = {
+            "acquire_p50_ms": stats.get("acquire_p50_ms"),
+            "acquire_p99_ms": stats.get("acquire_p99_ms"),
+        }
+        return (db.namespace, counters, operations, db._stats.histograms(), db._pool_figures(), acquire)
+
+    def _figures_from_loop(self) -> tuple[Any, ...] | None:
+        loop = self.loop
+        if loop is None or not loop.is_running() or _running_loop() is loop:
+            return self._figures()
+        result: concurrent.futures.Future[tuple[Any, ...] | None] = concurrent.futures.Future()
+
+        def take() -> None:
+            try:
+                result.set_result(self._figures())
+            except BaseException as exc:  # noqa: BLE001 - handed to the scraping thread
+                result.set_exception(exc)
+
+        loop.call_soon_threadsafe(take)
+        return result.result(timeout=self.timeout)
+
+    def collect(self) -> Iterator[Metric]:
+        figures = self._figures_from_loop()
+        if figures is not None:
+            yield from families(*figures)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class SnapshotCollector(_Collector):
