@@ -207,10 +207,12 @@ async def test_scrapes_during_load_read_the_figures_on_the_loop(db: UnifiedDB):
     tasks = [asyncio.create_task(worker()) for _ in range(8)]
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
-        bodies = [
-            await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read().decode())
-            for _ in range(10)
-        ]
+        bodies = []
+        for _ in range(10):
+            bodies.append(
+                await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read().decode())
+            )
+            await asyncio.sleep(0.05)  # let the workers run between scrapes
     finally:
         stop.set()
         await asyncio.gather(*tasks)
