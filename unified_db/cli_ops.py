@@ -128,6 +128,12 @@ def cleanup(
     from .monitoring.maintenance import CleanupReport, StepResult, cleanup_steps, run_cleanup
 
     cls = _db_class(db_class)
+    unknown = sorted(set(step or ()) - set(cleanup_steps(cls)))
+    if unknown:
+        console.print(
+            f"[red]error:[/red] unknown --step {unknown}; {cls.__name__} declares {cleanup_steps(cls)}"
+        )
+        raise typer.Exit(2)
 
     async def go(db: UnifiedDB) -> CleanupReport:
         names = step or cleanup_steps(db)

@@ -183,7 +183,8 @@ def test_cleanup_command_rejects_bad_input_and_deletes_nothing(db_dsn: str):
     sql(db_dsn, CREATE)
     sql(db_dsn, FILL, args=("default", 5, -60))
     assert cleanup_cmd(db_dsn, "--batch-size", "0").returncode == 2
-    assert cleanup_cmd(db_dsn, "--step", "nope").returncode == 1
+    unknown = cleanup_cmd(db_dsn, "--step", "nope")
+    assert unknown.returncode == 2 and "unknown --step ['nope']" in unknown.stdout
     bad_class = runner.invoke(app, ["cleanup", "--dsn", db_dsn, "--db-class", "json:loads"])
     assert bad_class.exit_code == 2 and "not a subclass" in bad_class.output
     assert sql(db_dsn, "SELECT count(*) FROM public.ops_sweep") == 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import urllib.request
 
 import pytest
@@ -11,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from unified_db import InvalidInputError, UnifiedDB
 from unified_db.monitoring.collect import Collector
-from unified_db.monitoring.dashboard import render
+from unified_db.monitoring.dashboard import render, run_dashboard
 from unified_db.monitoring.maintenance import run_cleanup, vacuum
 from unified_db.monitoring.metrics import UnifiedDBCollector, snapshot_families
 
@@ -227,3 +228,17 @@ async def test_scrapes_during_load_read_the_figures_on_the_loop(db: UnifiedDB):
         if s.name == "unified_db_operations_total"
     ]
     assert len(counts) == 10 and counts == sorted(counts) and counts[-1] > counts[0]
+
+
+async def test_live_dashboard_refreshes_frames(db_dsn: str, db: UnifiedDB):
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=120, force_terminal=True)
+    async with UnifiedDB(db_dsn, stats_flush_interval=0.1, max_size=2) as watched:
+        await watched.get_connection_diagnostics()
+        await asyncio.sleep(0.25)
+        last = await run_dashboard(db, console, interval=0.2, frames=3)
+    assert len(last.instances) == 1 and last.pool.max_size == 2
+    text = buffer.getvalue()
+    assert "get_connection_diagnostics" in text and "Recommendations" in text

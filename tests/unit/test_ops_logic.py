@@ -290,4 +290,5 @@ def test_cleanup_steps_are_collected_from_the_mro_once():
         pass
 
     assert cleanup_steps(C()) == ["cache_expired", "sessions_expired"]
+    assert cleanup_steps(C) == ["cache_expired", "sessions_expired"]
     assert cleanup_steps(object()) == []

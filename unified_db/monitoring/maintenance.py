@@ -70,9 +70,10 @@ class VacuumResult(BaseModel):
 
 
 def cleanup_steps(db: Any) -> list[str]:
-    """The cleanup steps the classes of *db* declare, in MRO order, each once."""
+    """The cleanup steps the classes of *db* (an instance or a class) declare, in MRO
+    order, each once."""
     seen: list[str] = []
-    for klass in type(db).__mro__:
+    for klass in (db if isinstance(db, type) else type(db)).__mro__:
         for step in klass.__dict__.get("cleanup_steps", ()):
             if step not in seen:
                 seen.append(step)
