@@ -41,11 +41,19 @@ def _settings(dsn: str | None, schema: str | None, **extra: Any) -> dict[str, An
     return out
 
 
-def run(dsn: str | None, schema: str | None, fn: Callable[[UnifiedDB], Awaitable[T]], **settings: Any) -> T:
-    """Open a UnifiedDB, run *fn* on it, close it; a UnifiedDBError exits with code 1."""
+def run(
+    dsn: str | None,
+    schema: str | None,
+    fn: Callable[[UnifiedDB], Awaitable[T]],
+    *,
+    db_class: type[UnifiedDB] = UnifiedDB,
+    **settings: Any,
+) -> T:
+    """Open a UnifiedDB (or *db_class*), run *fn* on it, close it; a UnifiedDBError exits
+    with code 1."""
 
     async def main() -> T:
-        async with UnifiedDB(**_settings(dsn, schema, **settings)) as db:
+        async with db_class(**_settings(dsn, schema, **settings)) as db:
             return await fn(db)
 
     try:
@@ -141,6 +149,9 @@ def demo(dsn: DsnOpt = None, schema: SchemaOpt = None) -> None:
         await run_demo(db, console)
 
     run(dsn, schema, go, namespace="demo")
+
+
+from . import cli_ops  # noqa: E402,F401 - registers dashboard, metrics, cleanup, maintain
 
 
 def main() -> None:

@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import InvalidInputError
 
 ENV_PREFIX = "UNIFIED_DB_"
+#: A default-sized pool takes at most 1/SERVER_SHARE of the server's usable connections.
+SERVER_SHARE = 4
 SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -140,13 +142,22 @@ class Settings(BaseModel):
             )
             raise InvalidInputError(f"invalid settings: {problems}") from None
 
-    def pool_sizes(self, cpu_count: int | None = None) -> tuple[int, int]:
-        """The (min, max) pool size: the settings, or a default for this machine and profile."""
+    def pool_sizes(
+        self, cpu_count: int | None = None, server_max_connections: int | None = None
+    ) -> tuple[int, int]:
+        """The (min, max) pool size: the settings, or a default for this machine and profile.
+
+        The default max is ``2 x CPUs + 2`` within 4..20 (2 for the serverless profile),
+        and at most a quarter of *server_max_connections* (the server's usable
+        connections) when known: several processes and the operators share the server.
+        """
         cpus = cpu_count or os.cpu_count() or 2
         if self.profile == "serverless":
             default_max, default_min = 2, 0
         else:
             default_max, default_min = max(4, min(cpus * 2 + 2, 20)), 1
+        if server_max_connections is not None:
+            default_max = max(1, min(default_max, server_max_connections // SERVER_SHARE))
         max_size = self.max_size if self.max_size is not None else default_max
         if self.min_size is not None:
             max_size = max(max_size, self.min_size) if self.max_size is None else max_size

@@ -174,6 +174,12 @@ class UnifiedPostgreSQL:
         self._sql_cache: dict[str, str] = {}
         self._components: dict[str, Component] = {}
         self._open_lock = asyncio.Lock()
+        # Acquirers blocked in pool.acquire(), and per pool the acquisitions not yet
+        # released (waiting or in use): _resize_pool waits for the old pool's to reach 0.
+        self._waiting = 0
+        self._leases: dict[asyncpg.Pool, int] = {}
+        self._drained: dict[asyncpg.Pool, asyncio.Event] = {}
+        self._resize_lock = asyncio.Lock()
         self.started_at = time.time()
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
@@ -217,6 +223,7 @@ class UnifiedPostgreSQL:
             self._closing = False
             self._pool = await self._create_pool(dsn)
             try:
+                await self._fit_pool_to_server()
                 if self.settings.auto_migrate:
                     await self.migrate()
                 await self._start_components()
@@ -229,13 +236,15 @@ class UnifiedPostgreSQL:
         async with self._open_lock:
             if self._pool is None:
                 return
-            self._closing = True
+            # Components close while the pool still serves them: a final flush or an
+            # UNLISTEN needs it. Only then is the instance marked closing.
             for name, component in reversed(list(self._components.items())):
                 try:
                     await component.close()
                 except Exception:  # closing must finish; say what failed
                     log.exception("unified_db: closing component %s failed", name)
             self._components.clear()
+            self._closing = True
             await self._close_pool()
 
     async def _close_pool(self) -> None:
@@ -249,9 +258,12 @@ class UnifiedPostgreSQL:
         finally:
             self._closing = False
 
-    async def _create_pool(self, dsn: str) -> asyncpg.Pool:
+    async def _create_pool(
+        self, dsn: str, min_size: int | None = None, max_size: int | None = None
+    ) -> asyncpg.Pool:
         s = self.settings
-        min_size, max_size = s.pool_sizes()
+        if min_size is None or max_size is None:
+            min_size, max_size = s.pool_sizes()
         try:
             return await asyncpg.create_pool(
                 dsn,
@@ -270,6 +282,76 @@ class UnifiedPostgreSQL:
                 f"cannot connect to PostgreSQL at {_redact(dsn)} within {s.connect_timeout}s "
                 f"({exc.__class__.__name__}: {exc}); check the DSN and that the server is up"
             ) from exc
+
+    async def _fit_pool_to_server(self) -> None:
+        """Cap a default-sized pool by the server's max_connections (resource-aware default).
+
+        Only when max_size was not set (and not for the serverless profile): one query,
+        and a pool swap only when the server allows fewer connections than the CPU-based
+        default would open.
+        """
+        if self.settings.max_size is not None or self.settings.profile == "serverless":
+            return  # serverless: 2 connections fit any server; save the cold start a query
+        usable = await self._fetchval(
+            "SELECT current_setting('max_connections')::int"
+            " - current_setting('superuser_reserved_connections')::int"
+        )
+        want = self.settings.pool_sizes(server_max_connections=usable)
+        pool = self._require_pool()
+        if want != (pool.get_min_size(), pool.get_max_size()):
+            await self._resize_pool(*want)
+
+    async def _resize_pool(self, min_size: int, max_size: int) -> None:
+        """Replace the pool by one of the new sizes without failing any query in flight.
+
+        asyncpg has no public resize, and editing its private holder list would tie this
+        library to one asyncpg release. So a new pool is built and swapped in: every new
+        acquire goes to it at once, while each acquisition of the old pool (waiting or in
+        use) finishes there. The old pool is closed once its last lease is released, when
+        its close() has nothing left to wait for; a lease held longer than
+        command_timeout + acquire_timeout (a long transaction) is left to the old pool's
+        graceful close, which waits for it. Raises PoolClosedError when not open and
+        DatabaseUnavailableError when the new pool cannot connect (the old one stays).
+        """
+        async with self._resize_lock:  # one swap at a time, so none is silently lost
+            old = self._require_pool()
+            assert self._dsn is not None
+            new = await self._create_pool(self._dsn, min_size, max_size)
+            if self._pool is not old or self._closing:
+                await new.close()
+                raise PoolClosedError("the instance was closed while its pool was being resized")
+            self._pool = new
+            await self._retire_pool(old)
+
+    async def _retire_pool(self, pool: asyncpg.Pool) -> None:
+        drained = self._drained[pool] = asyncio.Event()
+        if self._leases.get(pool, 0) == 0:
+            drained.set()
+        try:
+            limit = self.settings.command_timeout + self.settings.acquire_timeout
+            await asyncio.wait_for(drained.wait(), timeout=limit)
+        except TimeoutError:
+            pass  # a long lease: close() below waits for it gracefully
+        finally:
+            self._drained.pop(pool, None)
+        try:
+            await asyncio.wait_for(pool.close(), timeout=self.settings.command_timeout)
+        except (TimeoutError, Exception):
+            log.warning("unified_db: the replaced pool did not close in time; terminating it")
+            pool.terminate()
+
+    def _pool_figures(self) -> dict[str, int]:
+        """Size, bounds, idle, in-use and waiting counts of the pool (no I/O)."""
+        pool = self._require_pool()
+        size, idle = pool.get_size(), pool.get_idle_size()
+        return {
+            "size": size,
+            "min_size": pool.get_min_size(),
+            "max_size": pool.get_max_size(),
+            "idle": idle,
+            "in_use": max(0, size - idle),
+            "waiting": self._waiting,
+        }
 
     async def _init_connection(self, con: asyncpg.Connection) -> None:
         await register_json_codecs(con)
@@ -344,20 +426,45 @@ class UnifiedPostgreSQL:
         return pool
 
     async def _acquire_raw(self, pool: asyncpg.Pool) -> asyncpg.Connection:
+        """A connection of *pool*; the caller gives it back with :meth:`_release_raw`."""
         start = time.perf_counter()
+        self._leases[pool] = self._leases.get(pool, 0) + 1
+        self._waiting += 1
         try:
             con = await pool.acquire(timeout=self.settings.acquire_timeout)
         except TimeoutError as exc:
+            self._end_lease(pool)
             self._stats.incr(st.ACQUIRE_TIMEOUTS)
             raise PoolTimeoutError(
                 f"no connection became free within acquire_timeout={self.settings.acquire_timeout}s "
                 f"(pool max_size={pool.get_max_size()}); raise max_size or acquire_timeout, "
                 "or lower the concurrency"
             ) from exc
-        except Exception as exc:
-            raise map_driver_error(exc, "acquire") from exc
+        except BaseException as exc:
+            self._end_lease(pool)
+            if isinstance(exc, Exception):
+                raise map_driver_error(exc, "acquire") from exc
+            raise
+        finally:
+            self._waiting -= 1
         self._stats.record_acquire(time.perf_counter() - start)
         return con
+
+    async def _release_raw(self, pool: asyncpg.Pool, con: asyncpg.Connection) -> None:
+        try:
+            await pool.release(con)
+        finally:
+            self._end_lease(pool)
+
+    def _end_lease(self, pool: asyncpg.Pool) -> None:
+        left = self._leases.get(pool, 0) - 1
+        if left > 0:
+            self._leases[pool] = left
+            return
+        self._leases.pop(pool, None)
+        drained = self._drained.get(pool)
+        if drained is not None:
+            drained.set()
 
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[Conn]:
@@ -367,7 +474,7 @@ class UnifiedPostgreSQL:
         try:
             yield Conn(con, self)
         finally:
-            await pool.release(con)
+            await self._release_raw(pool, con)
 
     @asynccontextmanager
     async def _transaction(
@@ -398,10 +505,11 @@ class UnifiedPostgreSQL:
         self, method: str, query: str, args: tuple[Any, ...], write: bool, timeout: float | None
     ) -> Any:
         sql = self._sql(query)
-        pool = self._require_pool()
         self._stats.incr(st.REQUESTS_NUM)
         retried = False
         while True:
+            # Looked up on every attempt: a retry after _resize_pool must use the new pool.
+            pool = self._require_pool()
             con = await self._acquire_raw(pool)
             try:
                 return await getattr(con, method)(sql, *args, timeout=timeout)
@@ -413,7 +521,7 @@ class UnifiedPostgreSQL:
                 self._stats.incr(st.REQUESTS_ERRORS)
                 raise map_driver_error(exc) from exc
             finally:
-                await pool.release(con)
+                await self._release_raw(pool, con)
 
     async def _fetch(
         self, query: str, *args: Any, write: bool = False, timeout: float | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -22,6 +23,9 @@ LOCAL_HITS = "local_hits"
 LOCAL_MISSES = "local_misses"
 
 SAMPLE_SIZE = 2048
+#: Upper bounds (seconds) of the latency histogram buckets (Prometheus ``le``); the last
+#: bucket, +Inf, is implied.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -38,6 +42,9 @@ class OperationStats:
     errors: int = 0
     total_seconds: float = 0.0
     samples: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLE_SIZE))
+    # Per-bucket counts since the last reset (not cumulative); the samples keep only the
+    # last SAMPLE_SIZE calls, a histogram for Prometheus must count every call.
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
 
     def summary(self) -> dict[str, float | int | None]:
         ordered = sorted(self.samples)
@@ -74,6 +81,7 @@ class Stats:
         op.count += 1
         op.total_seconds += seconds
         op.samples.append(seconds)
+        op.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         if error:
             op.errors += 1
 
@@ -93,6 +101,19 @@ class Stats:
             self.operations = {}
             self.acquire_samples = deque(maxlen=SAMPLE_SIZE)
             return result
+
+    def histograms(self) -> dict[str, dict[str, object]]:
+        """Per operation: ``buckets`` (cumulative counts for LATENCY_BUCKETS and +Inf),
+        ``sum`` (seconds) and ``count``, since the last pop_stats()."""
+        with self._lock:
+            out: dict[str, dict[str, object]] = {}
+            for name, op in sorted(self.operations.items()):
+                cumulative, running = [], 0
+                for n in op.buckets:
+                    running += n
+                    cumulative.append(running)
+                out[name] = {"buckets": cumulative, "sum": op.total_seconds, "count": op.count}
+            return out
 
     def _snapshot(self) -> dict[str, object]:
         acquire = sorted(self.acquire_samples)
