@@ -143,6 +143,11 @@ def demo(dsn: DsnOpt = None, schema: SchemaOpt = None) -> None:
     run(dsn, schema, go, namespace="demo")
 
 
+from .cli_personas import app as personas_app  # noqa: E402 - needs `app` and `run` above
+
+app.add_typer(personas_app, name="personas")
+
+
 def main() -> None:
     app()
 

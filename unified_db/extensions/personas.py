@@ -73,12 +73,14 @@ SELECT name, display_name, role, description, system_prompt, context, expertise,
    FOR UPDATE
 """
 
+# Rows are locked in name order, so two imports that overlap cannot deadlock.
 _GET_MANY_FOR_UPDATE = """
 SELECT name, display_name, role, description, system_prompt, context, expertise, personality_traits,
        capabilities, response_format, persona_type, is_default, is_active, version, created_by,
        updated_by, created_at, updated_at
   FROM __schema__.personas
  WHERE namespace = $1 AND name = ANY($2::text[])
+ ORDER BY name
    FOR UPDATE
 """
 
