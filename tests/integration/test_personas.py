@@ -504,3 +504,24 @@ async def test_namespaces_never_see_each_other(db: UnifiedDB, other_ns: UnifiedD
     assert await other_ns.persona_audit_log() == other_audit
     assert (await other_ns.persona_get_default()).name == "shared"
     assert len(await db.persona_audit_log()) > len(other_audit)
+
+
+# ---------------------------------------------------------------------------- demo
+
+
+async def test_demo_section_runs_twice_on_an_empty_namespace(db_dsn: str):
+    import io
+
+    from rich.console import Console
+
+    from unified_db.demo import DemoOutput, personas_section
+
+    buf = io.StringIO()
+    out = DemoOutput(Console(file=buf, width=200))
+    async with UnifiedDB(db_dsn, namespace="demo", min_size=1, max_size=2) as demo_db:
+        await personas_section(demo_db, out)
+        await personas_section(demo_db, out)
+        assert (await demo_db.persona_get("code-reviewer")).version == 5
+    text = buf.getvalue()
+    assert "2 created, 0 unchanged" in text and "0 created, 2 unchanged" in text
+    assert "demo-user -> metrics-analyst, others -> assistant" in text
