@@ -502,7 +502,7 @@ class PersonaMixin(_Base):
 
         ``is_default=True`` moves the default to it. Raises InvalidInputError naming the
         bad field (nothing written), ConflictError when the name exists in this namespace
-        (soft-deleted ones included). One transaction, 3 round trips (5 to move the default).
+        (soft-deleted ones included). One transaction, 3 round trips (6 to move the default).
         """
         draft = parse_persona(persona)
         actor = check_actor(actor)
@@ -741,7 +741,7 @@ class PersonaMixin(_Base):
         *persona*: what to create (dict or model) instead of the built-in ``assistant``;
         an existing active persona of that name is made the default rather than
         replaced. Raises ConflictError when that name exists but is soft-deleted.
-        One transaction: 2 round trips when a default exists, up to 6 otherwise.
+        One transaction: 4 round trips when a default exists, up to 7 otherwise.
         """
         draft = parse_persona(DEFAULT_PERSONA if persona is None else persona)
         actor = check_actor(actor)
@@ -847,7 +847,7 @@ class PersonaMixin(_Base):
         ConflictError. A record equal to the stored persona (content and is_active) is
         reported unchanged and not written; ``is_default: true`` moves the default.
         Read-only fields (version, timestamps) are ignored, so ``persona_export`` output
-        imports as is. Round trips do not grow with the batch: about 6 plus BEGIN/COMMIT.
+        imports as is. Round trips do not grow with the batch: at most 6 plus BEGIN/COMMIT.
         """
         drafts = parse_import(items)
         actor = check_actor(actor)
