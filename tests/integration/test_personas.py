@@ -525,3 +525,76 @@ async def test_demo_section_runs_twice_on_an_empty_namespace(db_dsn: str):
     text = buf.getvalue()
     assert "2 created, 0 unchanged" in text and "0 created, 2 unchanged" in text
     assert "demo-user -> metrics-analyst, others -> assistant" in text
+
+
+# ---------------------------------------------------------------------------- seams and atomicity
+
+
+async def test_a_failure_after_some_import_statements_ran_rolls_everything_back(db: UnifiedDB):
+    await db.persona_create(spec("kept", role="before"))
+    # A trigger that fails on the audit insert of one record: the personas and versions
+    # statements of the import have already run when it fires.
+    await db._execute(
+        "CREATE FUNCTION public.poison() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN IF NEW.name = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$"
+    )
+    await db._execute(
+        "CREATE TRIGGER poison BEFORE INSERT ON __schema__.persona_audit"
+        " FOR EACH ROW EXECUTE FUNCTION public.poison()"
+    )
+    before = await snapshot(db)
+    with pytest.raises(UnifiedDBError, match="poisoned"):
+        await db.persona_import([spec("kept", role="after"), spec("fresh"), spec("poison")])
+    assert await snapshot(db) == before
+    assert (await db.persona_get("kept")).role == "before"
+
+
+class RecordingDB(UnifiedDB):
+    """Records every call of the write seam, and whether it ran inside the transaction."""
+
+    calls: list
+
+    async def _persona_changed(self, con, names, *, user_ids=()):
+        self.calls.append((sorted(names), list(user_ids), con.raw.is_in_transaction()))
+
+
+async def test_every_write_calls_the_change_hook_inside_its_transaction(db_dsn: str):
+    async with RecordingDB(db_dsn, min_size=1, max_size=2) as rdb:
+        rdb.calls = []
+        await rdb.persona_initialize_default()
+        await rdb.persona_create(spec("a"))
+        await rdb.persona_update("a", {"role": "r"})
+        await rdb.persona_update("a", {"role": "r"})  # no change: no write, no call
+        await rdb.persona_rollback("a", 1)
+        await rdb.persona_set_default("a")
+        await rdb.persona_set_user_preference("u1", "assistant")
+        await rdb.persona_set_default("assistant")
+        await rdb.persona_delete("a")
+        await rdb.persona_restore("a")
+        await rdb.persona_import([spec("b"), spec("a")])  # "a" is unchanged (rolled back to it)
+        await rdb.persona_purge("b")
+        await rdb.persona_record_metric("a", "m", 1)  # not a persona change
+        assert rdb.calls == [
+            (["assistant"], [], True),
+            (["a"], [], True),
+            (["a"], [], True),
+            (["a"], [], True),
+            (["a", "assistant"], [], True),
+            ([], ["u1"], True),
+            (["a", "assistant"], [], True),
+            (["a"], [], True),
+            (["a"], [], True),
+            (["b"], [], True),
+            (["b"], [], True),
+        ]
+        # reads go through the read seams
+        seen = []
+        original = rdb._persona_read
+
+        async def spy(name, **kw):
+            seen.append(name)
+            return await original(name, **kw)
+
+        rdb._persona_read = spy
+        await rdb.persona_get("a")
+        assert seen == ["a"]
