@@ -444,8 +444,7 @@ class PersonaMixin(_Base):
             {"is_default": {"old": False, "new": True}},
             info,
         )
-        assert row is not None  # locked by the caller
-        return _persona(row), previous
+        return self._persona_row(row, name), previous
 
     async def _persona_insert(self, con: Conn, draft: PersonaDraft, actor: str | None) -> Persona:
         row = await con.fetchrow(
@@ -463,6 +462,12 @@ class PersonaMixin(_Base):
                 f"persona {draft.name!r} already exists in namespace {self.namespace!r} (perhaps "
                 "soft-deleted): update it, restore it, or purge it first"
             )
+        return _persona(row)
+
+    def _persona_row(self, row: asyncpg.Record | None, name: str) -> Persona:
+        # The callers hold the row lock, so the row cannot vanish; say so if it ever does.
+        if row is None:
+            raise NotFoundError(f"persona {name!r} vanished from namespace {self.namespace!r} mid-change")
         return _persona(row)
 
     async def _persona_locked(self, con: Conn, name: str) -> Persona:
@@ -491,8 +496,7 @@ class PersonaMixin(_Base):
             diff_content(current.content(), content),
             info,
         )
-        assert row is not None  # the caller holds the row lock
-        return _persona(row)
+        return self._persona_row(row, current.name)
 
     # ------------------------------------------------------------------ create and read
 
@@ -663,9 +667,9 @@ class PersonaMixin(_Base):
                 {"is_active": {"old": not active, "new": active}},
                 _NO_INFO,
             )
-            assert row is not None
+            persona = self._persona_row(row, name)
             await self._persona_changed(con, [name])
-        return _persona(row)
+        return persona
 
     @operation("persona_delete")
     async def persona_delete(self, name: str, *, actor: str | None = None) -> Persona:
