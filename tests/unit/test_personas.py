@@ -213,3 +213,21 @@ def test_parse_import_names_the_bad_record():
     for bad in ("text", {"name": "a"}, 3):
         with pytest.raises(InvalidInputError, match="list"):
             parse_import(bad)
+
+
+def test_cli_file_parsing_and_dumping():
+    from unified_db.cli_personas import dump_personas, parse_personas_text
+
+    records = [{"name": "a", "system_prompt": "p"}]
+    assert (
+        parse_personas_text('{"personas": [{"name": "a", "system_prompt": "p"}]}', yaml_format=False)
+        == records
+    )
+    assert parse_personas_text("- name: a\n  system_prompt: p\n", yaml_format=True) == records
+    for text, as_yaml, word in [("{", False, "JSON"), ("a: [", True, "YAML"), ('"x"', False, "list")]:
+        with pytest.raises(InvalidInputError, match=word):
+            parse_personas_text(text, yaml_format=as_yaml)
+    p = Persona(name="a", display_name="A", system_prompt="p", expertise=["x"])
+    for as_yaml in (False, True):
+        back = parse_personas_text(dump_personas([p], yaml_format=as_yaml), yaml_format=as_yaml)
+        assert parse_persona(back[0]).content == parse_persona(p).content
