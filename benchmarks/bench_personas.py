@@ -130,6 +130,16 @@ async def run(ctx: Context) -> list[Row]:
                     target="flat from 10k to 1M",
                 )
             )
+            rows.append(
+                Row(
+                    "personas: persona_get",
+                    f"p50 latency, {label}",
+                    pct(lat["ud"], 50),
+                    "ms",
+                    floor=pct(lat["raw"], 50),
+                    higher_is_better=False,
+                )
+            )
             rates = await interleaved({"ud": ud_get, "raw": raw_get}, n, concurrency=16)
             rows.append(
                 Row("personas: persona_get", f"ops/s, 16 tasks, {label}", rates["ud"], floor=rates["raw"])
