@@ -453,6 +453,7 @@ async def test_bad_input_for_every_method_raises_and_writes_nothing(db: UnifiedD
         ("name", db.persona_purge("x" * 101)),
         ("name", db.persona_set_default(1)),
         ("persona", db.persona_initialize_default(persona={"name": "x"})),
+        ("is_active", db.persona_initialize_default(persona=spec("x", is_active=False))),
         ("user_id", db.persona_set_user_preference("", "target")),
         ("name", db.persona_set_user_preference("u", "BAD")),
         ("user_id", db.persona_get_for_user(None)),

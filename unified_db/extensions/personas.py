@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from ..core import Conn, operation
-from ..errors import ConflictError, NotFoundError
+from ..errors import ConflictError, InvalidInputError, NotFoundError
 from .persona_models import (
     DEFAULT_PERSONA,
     MAX_LIMIT,
@@ -748,6 +748,8 @@ class PersonaMixin(_Base):
         One transaction: 4 round trips when a default exists, up to 7 otherwise.
         """
         draft = parse_persona(DEFAULT_PERSONA if persona is None else persona)
+        if not draft.is_active:
+            raise InvalidInputError("persona.is_active: the default persona must be active")
         actor = check_actor(actor)
         async with self._transaction() as con:
             await self._persona_lock_default(con)
