@@ -152,6 +152,9 @@ def demo(dsn: DsnOpt = None, schema: SchemaOpt = None) -> None:
 
 
 from . import cli_ops  # noqa: E402,F401 - registers dashboard, metrics, cleanup, maintain
+from .cli_personas import app as personas_app  # noqa: E402 - needs `app` and `run` above
+
+app.add_typer(personas_app, name="personas")
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""One module per feature, each with an ``async def <feature>_section(db, out)``."""
