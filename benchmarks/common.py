@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import asyncpg
 
@@ -106,7 +107,7 @@ def bench_server() -> str:
         return dsn
     from unified_db.embedded import _start
 
-    return _start(__import__("pathlib").Path(tempfile.mkdtemp(prefix="udb-bench-")) / "pgdata")
+    return _start(Path(tempfile.mkdtemp(prefix="udb-bench-")) / "pgdata", "delete")
 
 
 async def redis_client(url: str | None):

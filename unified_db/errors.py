@@ -71,6 +71,10 @@ def is_connection_lost(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.InterfaceError):
         text = str(exc)
         return "connection is closed" in text or "connection was closed" in text
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        # A backend killed while its connection sat idle in the pool can leave asyncpg's
+        # protocol mid-state ("cannot switch to state ..."): the connection is unusable.
+        return "cannot switch to state" in str(exc)
     return False
 
 
