@@ -164,15 +164,6 @@ def check_json(value: Any, arg: str, *, object_only: bool = False) -> Any:
     return value
 
 
-def run_effects(to_status: str) -> dict[str, str]:
-    """What a move to *to_status* does to the bookkeeping columns (documentation and tests)."""
-    if to_status == "running":
-        return {"attempts": "+1", "started_at": "now", "heartbeat_at": "now", "finished_at": "cleared"}
-    if to_status == "pending":
-        return {"worker": "cleared", "heartbeat_at": "cleared", "finished_at": "cleared"}
-    return {"finished_at": "now"}
-
-
 # ---------------------------------------------------------------------------- models
 
 
