@@ -55,8 +55,9 @@ CREATE TABLE __schema__.lg_checkpoints (
     namespace text NOT NULL,
     thread_id text NOT NULL,
     checkpoint_ns text NOT NULL DEFAULT '',
-    checkpoint_id text NOT NULL,
-    parent_checkpoint_id text,
+    -- "C" collation: checkpoint ids (UUIDv6) sort by time bytewise, whatever the locale.
+    checkpoint_id text COLLATE "C" NOT NULL,
+    parent_checkpoint_id text COLLATE "C",
     run_id text,
     type text NOT NULL,
     checkpoint bytea NOT NULL,
