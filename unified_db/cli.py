@@ -143,6 +143,11 @@ def demo(dsn: DsnOpt = None, schema: SchemaOpt = None) -> None:
     run(dsn, schema, go, namespace="demo")
 
 
+from .cli_agents import app as agents_app  # noqa: E402 - needs run() and the options above
+
+app.add_typer(agents_app, name="agents")
+
+
 def main() -> None:
     app()
 

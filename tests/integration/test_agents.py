@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -458,3 +459,30 @@ async def test_operations_are_counted_in_stats(db: UnifiedDB):
     await db.workflow_claim_next()
     ops = db.get_stats()["operations"]
     assert ops["workflow_create"]["count"] == 1 and ops["workflow_claim_next"]["count"] == 1
+
+
+def test_cli_lists_runs_and_requeues_stale_ones(db_dsn: str):
+    from typer.testing import CliRunner
+
+    from unified_db.cli import app
+
+    async def seed() -> str:
+        async with UnifiedDB(db_dsn, namespace="cli") as db:
+            run = await db.workflow_create("cli-job")
+            await db.workflow_claim_next(worker="gone")
+            await db._execute("UPDATE __schema__.workflow_runs SET heartbeat_at = now() - interval '1 hour'")
+            return str(run.id)
+
+    run_id = asyncio.run(seed())
+    runner = CliRunner()
+    listed = runner.invoke(app, ["agents", "runs", "--dsn", db_dsn, "--namespace", "cli", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [r["id"] for r in json.loads(listed.output)] == [run_id]
+    requeued = runner.invoke(
+        app,
+        ["agents", "stale", "--timeout", "60", "--requeue", "--dsn", db_dsn, "--namespace", "cli", "--json"],
+    )
+    assert requeued.exit_code == 0, requeued.output
+    assert [(r["id"], r["status"]) for r in json.loads(requeued.output)] == [(run_id, "pending")]
+    bad = runner.invoke(app, ["agents", "runs", "--status", "bogus", "--dsn", db_dsn])
+    assert bad.exit_code == 1 and "status must be one of" in bad.output
