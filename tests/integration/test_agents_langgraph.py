@@ -23,8 +23,6 @@ from unified_db import ConflictError, InvalidInputError, UnifiedDB  # noqa: E402
 from unified_db.integrations.langgraph import (  # noqa: E402
     PruneUnsupportedError,
     UnifiedCheckpointSaver,
-    next_version,
-    split_channel_values,
 )
 
 
@@ -226,22 +224,6 @@ def test_sync_methods_point_to_the_async_ones(db_dsn: str):
         saver.get_tuple(generate_config("t"))
     with pytest.raises(NotImplementedError, match="aput"):
         saver.put(generate_config("t"), generate_checkpoint(), {}, {})
-
-
-def test_versions_increase_and_sort_as_text():
-    v1 = next_version(None)
-    v2 = next_version(v1)
-    v10 = next_version("9.5")
-    assert v1.startswith("0" * 31 + "1.") and v2.split(".")[0].endswith("2")
-    assert v1 < v2 < v10 and next_version(3).split(".")[0].endswith("4")
-    assert next_version(v1) != next_version(v1)  # forks do not collide
-
-
-def test_only_primitives_stay_inline():
-    inline, blobs = split_channel_values(
-        {"s": "x", "n": 1, "f": 1.5, "b": True, "z": None, "l": [1], "d": {}}
-    )
-    assert set(inline) == {"s", "n", "f", "b", "z"} and set(blobs) == {"l", "d"}
 
 
 async def test_saver_calls_are_counted_in_db_stats(db: UnifiedDB):
