@@ -132,11 +132,16 @@ SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.
        w.paths AS w_paths, w.idxs AS w_idxs
 FROM __schema__.lg_checkpoints c
 LEFT JOIN LATERAL (
-    SELECT array_agg(bl.channel) AS channels, array_agg(bl.type) AS types, array_agg(bl.blob) AS blobs
+    SELECT array_agg(r.channel) AS channels, array_agg(bl.type) AS types, array_agg(bl.blob) AS blobs
     FROM unnest(c.blob_channels, c.blob_versions) AS r(channel, version)
-    JOIN __schema__.lg_checkpoint_blobs bl
-      ON bl.namespace = c.namespace AND bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns
-     AND bl.channel = r.channel AND bl.version = r.version
+    -- A probe by the whole key for each (channel, version) the checkpoint reads; LIMIT 1
+    -- keeps the planner from flattening it into a scan of every blob of the thread.
+    CROSS JOIN LATERAL (
+        SELECT x.type, x.blob FROM __schema__.lg_checkpoint_blobs x
+        WHERE x.namespace = c.namespace AND x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns
+          AND x.channel = r.channel AND x.version = r.version
+        LIMIT 1
+    ) bl
 ) b ON true
 LEFT JOIN LATERAL (
     SELECT array_agg(cw.task_id) AS task_ids, array_agg(cw.channel) AS channels,

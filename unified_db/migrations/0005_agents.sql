@@ -84,7 +84,8 @@ CREATE TABLE __schema__.lg_checkpoint_writes (
     namespace text NOT NULL,
     thread_id text NOT NULL,
     checkpoint_ns text NOT NULL DEFAULT '',
-    checkpoint_id text NOT NULL,
+    -- same collation as lg_checkpoints.checkpoint_id, so the join on it uses the key
+    checkpoint_id text COLLATE "C" NOT NULL,
     task_id text NOT NULL,
     idx integer NOT NULL,
     channel text NOT NULL,
