@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import operator
 from typing import Annotated, TypedDict
 from uuid import uuid4
@@ -232,3 +233,40 @@ async def test_saver_calls_are_counted_in_db_stats(db: UnifiedDB):
     await saver.aget_tuple(cfg)
     ops = db.get_stats()["operations"]
     assert ops["langgraph_aput"]["count"] == 1 and ops["langgraph_aget_tuple"]["count"] == 1
+
+
+def _scanned(plan: dict, relation: str) -> int:
+    """Rows the plan read from *relation* (actual rows x loops, every node)."""
+    total = 0
+    if plan.get("Relation Name") == relation:
+        total += int(plan.get("Actual Rows", 0) * plan.get("Actual Loops", 1))
+        total += int(plan.get("Rows Removed by Filter", 0))
+    for child in plan.get("Plans", []):
+        total += _scanned(child, relation)
+    return total
+
+
+async def test_get_tuple_reads_only_the_blobs_it_needs_on_a_long_thread(db: UnifiedDB):
+    # A regression guard: the blob join once scanned every blob of the thread per read.
+    from unified_db.integrations.langgraph import GET_LATEST
+
+    saver = UnifiedCheckpointSaver(db)
+    parent = None
+    for i in range(300):
+        cfg = generate_config("long")
+        if parent:
+            cfg["configurable"]["checkpoint_id"] = parent["configurable"]["checkpoint_id"]
+        cp = generate_checkpoint(channel_values={"msgs": [i], "other": {"i": i}})
+        cp["channel_versions"] = {"msgs": i + 1, "other": i + 1}
+        parent = await saver.aput(cfg, cp, generate_metadata(step=i), {"msgs": i + 1, "other": i + 1})
+    async with db._acquire() as con:
+        await con.raw.execute("SET plan_cache_mode = force_generic_plan")
+        [row] = await con.fetch(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + GET_LATEST, db.namespace, "long", "", timeout=10
+        )
+        await con.raw.execute("RESET plan_cache_mode")
+    plan = json.loads(row[0])[0]["Plan"] if isinstance(row[0], str) else row[0][0]["Plan"]
+    assert _scanned(plan, "lg_checkpoint_blobs") <= 2
+    assert _scanned(plan, "lg_checkpoints") <= 1
+    tup = await saver.aget_tuple(generate_config("long"))
+    assert tup.checkpoint["channel_values"] == {"msgs": [299], "other": {"i": 299}}
