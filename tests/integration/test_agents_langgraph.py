@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import operator
 from typing import Annotated, TypedDict
@@ -23,6 +24,7 @@ from langgraph.types import Command, interrupt  # noqa: E402
 from unified_db import ConflictError, InvalidInputError, UnifiedDB  # noqa: E402
 from unified_db.integrations.langgraph import (  # noqa: E402
     PruneUnsupportedError,
+    SyncCallUnavailableError,
     UnifiedCheckpointSaver,
 )
 
@@ -219,12 +221,31 @@ async def test_bad_list_arguments_are_invalid_input(db: UnifiedDB):
         [t async for t in saver.alist(None, filter=[("a", 1)])]
 
 
-def test_sync_methods_point_to_the_async_ones(db_dsn: str):
+def test_sync_methods_without_a_running_loop_point_to_the_async_ones(db_dsn: str):
     saver = UnifiedCheckpointSaver(UnifiedDB(db_dsn))
-    with pytest.raises(NotImplementedError, match="aget_tuple"):
+    with pytest.raises(SyncCallUnavailableError, match="aget_tuple"):
         saver.get_tuple(generate_config("t"))
     with pytest.raises(NotImplementedError, match="aput"):
         saver.put(generate_config("t"), generate_checkpoint(), {}, {})
+
+
+async def test_sync_api_runs_a_graph_from_a_worker_thread(db: UnifiedDB):
+    saver = UnifiedCheckpointSaver(db)
+    graph = build_graph(saver)
+    config = {"configurable": {"thread_id": "sync-1"}}
+    first = await asyncio.to_thread(graph.invoke, {"steps": [], "approved": False}, config)
+    assert first["steps"] == ["planned"] and "__interrupt__" in first
+    final = await asyncio.to_thread(graph.invoke, Command(resume="no"), config)
+    assert final["steps"] == ["planned", "reviewed:no"] and final["approved"] is False
+    tup = await asyncio.to_thread(saver.get_tuple, config)
+    assert tup.checkpoint["channel_values"]["steps"] == ["planned", "reviewed:no"]
+    history = await asyncio.to_thread(lambda: list(saver.list(config)))
+    assert len(history) >= 4 and history[0].config == tup.config
+    # On the loop's own thread a sync call would deadlock: it refuses instead.
+    with pytest.raises(SyncCallUnavailableError, match="deadlock"):
+        saver.get_tuple(config)
+    await asyncio.to_thread(saver.delete_thread, "sync-1")
+    assert await saver.aget_tuple(config) is None
 
 
 async def test_saver_calls_are_counted_in_db_stats(db: UnifiedDB):

@@ -12,15 +12,19 @@ is not rewritten at every step. The checkpoint row lists the (channel, version) 
 reads, so ``aget_tuple`` is one statement: the row, its blobs and its pending writes.
 ``aput`` is one statement too (blobs and checkpoint together, atomically).
 
-Only the async methods are implemented (LangGraph's ``ainvoke``/``astream`` use them);
-the sync ones raise ``NotImplementedError`` naming their async twin.
+The async methods are the implementation (LangGraph's ``ainvoke``/``astream`` use them).
+The sync ones (``invoke``/``stream``) work from threads other than the event loop's: they
+run the async method on the loop the saver was first used on and wait for it. Called on
+that loop's own thread (where waiting would deadlock) or with no running loop, they raise
+``SyncCallUnavailableError`` naming their async twin.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -41,13 +45,17 @@ from ..core import UnifiedPostgreSQL, operation
 from ..errors import ConflictError, FeatureUnavailableError, InvalidInputError
 from ..stats import Stats
 
-__all__ = ["PruneUnsupportedError", "UnifiedCheckpointSaver"]
+__all__ = ["PruneUnsupportedError", "SyncCallUnavailableError", "UnifiedCheckpointSaver"]
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 
 
 class PruneUnsupportedError(FeatureUnavailableError, NotImplementedError):
     """``keep_latest`` cannot safely prune a thread whose graph uses a DeltaChannel."""
+
+
+class SyncCallUnavailableError(FeatureUnavailableError, NotImplementedError):
+    """A sync method was called where it cannot wait for the event loop; use the async one."""
 
 
 # ---------------------------------------------------------------------------- pure logic
@@ -314,6 +322,16 @@ class UnifiedCheckpointSaver(BaseCheckpointSaver[str]):
     def __init__(self, db: UnifiedPostgreSQL, *, serde: SerializerProtocol | None = None) -> None:
         super().__init__(serde=serde)
         self.db = db
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._bind_loop()
+
+    def _bind_loop(self) -> None:
+        """Remember the loop the saver runs on, for the sync methods called from threads."""
+        if self._loop is None:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass
 
     @property
     def _stats(self) -> Stats:  # lets @operation count the saver's calls in db.get_stats()
@@ -341,6 +359,7 @@ class UnifiedCheckpointSaver(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """Store a checkpoint and the blobs of its new channel versions. One round trip."""
+        self._bind_loop()
         thread_id, checkpoint_ns, parent_id = thread_config(config)
         inline, blob_values = split_channel_values(checkpoint["channel_values"])
         stored = {**checkpoint, "channel_values": inline}
@@ -394,6 +413,7 @@ class UnifiedCheckpointSaver(BaseCheckpointSaver[str]):
         task_path: str = "",
     ) -> None:
         """Store a task's pending writes for a checkpoint. One round trip."""
+        self._bind_loop()
         thread_id, checkpoint_ns, checkpoint_id = thread_config(config)
         if checkpoint_id is None:
             raise InvalidInputError("config needs configurable.checkpoint_id to store writes against")
@@ -429,6 +449,7 @@ class UnifiedCheckpointSaver(BaseCheckpointSaver[str]):
 
         One round trip: the row, its blobs and its pending writes.
         """
+        self._bind_loop()
         thread_id, checkpoint_ns, checkpoint_id = thread_config(config)
         if checkpoint_id:
             row = await self.db._fetchrow(GET_ONE, self.namespace, thread_id, checkpoint_ns, checkpoint_id)
@@ -448,6 +469,7 @@ class UnifiedCheckpointSaver(BaseCheckpointSaver[str]):
 
         ``config=None`` lists every thread of this namespace. One round trip.
         """
+        self._bind_loop()
         params: list[Any] = [self.namespace]
         wheres: list[str] = []
 
@@ -598,35 +620,67 @@ class UnifiedCheckpointSaver(BaseCheckpointSaver[str]):
 
     # ------------------------------------------------------------------ sync API
 
-    def _sync(self, name: str) -> NotImplementedError:
-        return NotImplementedError(
-            f"UnifiedCheckpointSaver is async only: use `await saver.a{name}(...)` "
-            "(and graph.ainvoke / graph.astream rather than invoke / stream)"
-        )
+    def _call(self, name: str, coro: Any) -> Any:
+        """Run *coro* on the saver's loop from another thread and wait for its result."""
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or loop.is_closed() or not loop.is_running() or running is loop:
+            coro.close()
+            where = (
+                "on the event loop's own thread, where waiting would deadlock"
+                if running is not None and running is loop
+                else "without a running event loop that the saver was used on"
+            )
+            raise SyncCallUnavailableError(
+                f"UnifiedCheckpointSaver.{name}() was called {where}: use `await saver.a{name}(...)` "
+                "(graph.ainvoke / graph.astream), or call it from another thread while the loop runs"
+            )
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        raise self._sync("get_tuple")
+        return self._call("get_tuple", self.aget_tuple(config))
 
-    def list(self, config: RunnableConfig | None, **kwargs: Any) -> Any:  # noqa: A003 - LangGraph's name
-        raise self._sync("list")
+    def list(  # noqa: A003 - LangGraph's name
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        async def collect() -> list[CheckpointTuple]:
+            return [t async for t in self.alist(config, filter=filter, before=before, limit=limit)]
 
-    def put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: Any, new_versions: Any) -> Any:
-        raise self._sync("put")
+        yield from self._call("list", collect())
 
-    def put_writes(self, config: RunnableConfig, writes: Any, task_id: str, task_path: str = "") -> None:
-        raise self._sync("put_writes")
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self._call("put", self.aput(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        self._call("put_writes", self.aput_writes(config, writes, task_id, task_path))
 
     def delete_thread(self, thread_id: str) -> None:
-        raise self._sync("delete_thread")
+        self._call("delete_thread", self.adelete_thread(thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        raise self._sync("delete_for_runs")
+        self._call("delete_for_runs", self.adelete_for_runs(run_ids))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        raise self._sync("copy_thread")
+        self._call("copy_thread", self.acopy_thread(source_thread_id, target_thread_id))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        raise self._sync("prune")
+        self._call("prune", self.aprune(thread_ids, strategy=strategy))
 
 
 def _thread_id(value: Any, arg: str = "thread_id") -> str:
