@@ -398,6 +398,11 @@ async def test_namespaces_never_see_each_others_agents_or_runs(db: UnifiedDB, ot
     with pytest.raises(NotFoundError):
         await other_ns.workflow_heartbeat(run.id)
 
+    await db.agent_create("only-mine", agent_id="only-mine")
+    with pytest.raises(NotFoundError):
+        await other_ns.agent_update("only-mine", name="stolen")
+    assert await other_ns.agent_delete("only-mine") is False
+    assert (await db.agent_get("only-mine")).name == "only-mine"
     assert await other_ns.agent_delete("shared-id") is True
     assert (await db.agent_get("shared-id")).name == "mine"
     assert (await db.workflow_get(run.id)).status == "running"
