@@ -155,6 +155,9 @@ from . import cli_ops  # noqa: E402,F401 - registers dashboard, metrics, cleanup
 from .cli_personas import app as personas_app  # noqa: E402 - needs `app` and `run` above
 
 app.add_typer(personas_app, name="personas")
+from .cli_agents import app as agents_app  # noqa: E402 - needs run() and the options above
+
+app.add_typer(agents_app, name="agents")
 
 
 def main() -> None:

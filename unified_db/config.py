@@ -75,6 +75,9 @@ class Settings(BaseModel):
     session_absolute_timeout: float = Field(8 * 3600.0, gt=0)
     session_touch_interval: float = Field(60.0, ge=0)
 
+    # agents and workflow runs
+    workflow_retention_days: float = Field(30.0, gt=0)
+
     @field_validator("schema_name")
     @classmethod
     def _schema(cls, v: str) -> str:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from .demos.agents import agents_section
 from .demos.ops import ops_section
 from .demos.personas import personas_section
 
@@ -58,7 +59,7 @@ async def foundation_section(db: UnifiedDB, out: DemoOutput) -> None:
 
 Section = Callable[["UnifiedDB", DemoOutput], Awaitable[None]]
 
-SECTIONS: list[Section] = [foundation_section, personas_section, ops_section]
+SECTIONS: list[Section] = [foundation_section, agents_section, personas_section, ops_section]
 
 
 async def run_demo(db: UnifiedDB, console: Console | None = None) -> None:
