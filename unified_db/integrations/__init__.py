@@ -1,0 +1,1 @@
+"""Integrations with web frameworks and agent libraries (optional extras)."""
