@@ -143,6 +143,9 @@ def demo(dsn: DsnOpt = None, schema: SchemaOpt = None) -> None:
     run(dsn, schema, go, namespace="demo")
 
 
+from . import cli_sessions  # noqa: E402, F401 - adds `unified-db sessions`; it needs `app` defined
+
+
 def main() -> None:
     app()
 
