@@ -268,10 +268,10 @@ def check_bool(name: str, value: object) -> bool:
 
 
 def session_from_row(row: Any, token: str | None = None) -> Session:
-    """A Session from a row of ``_COLUMNS``. Rows come from our own table, so the
-    model is built without re-validating them (this is on every request's path)."""
+    """A Session from a row of ``_COLUMNS`` (validated: pydantic-core does that faster
+    than ``model_construct`` skips it)."""
     ip = row["ip"]
-    return Session.model_construct(
+    return Session(
         id=row["id"],
         user_id=row["user_id"],
         data=row["data"],
