@@ -70,3 +70,20 @@ def test_bad_input_exits_1_with_the_reason(db_dsn: str):
     assert r.exit_code == 1 and "limit must be an int" in r.stdout
     r = cli("delete", "not-a-uuid", "--dsn", db_dsn)
     assert r.exit_code == 1 and "session_id must be" in r.stdout
+
+
+async def test_demo_section_runs_twice_and_leaves_nothing(db_dsn: str):
+    import io
+
+    from rich.console import Console
+
+    from unified_db.demo import DemoOutput, sessions_section
+
+    async with UnifiedDB(db_dsn, namespace="demo", max_size=2) as db:
+        for _ in range(2):
+            buf = io.StringIO()
+            await sessions_section(db, DemoOutput(Console(file=buf, width=200)))
+            text = buf.getvalue()
+            assert "old token valid: False; new token valid: True" in text
+            assert "ConflictError, nothing written" in text and "still valid: False" in text
+        assert await db.session_get_active_count() == 0
