@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
 from examples.fastapi_sessions import create_app
+from unified_db import NotFoundError
 from unified_db.integrations.fastapi import (
     SessionMiddleware,
     clear_cookie_header,
@@ -154,13 +155,28 @@ def test_middleware_in_a_plain_app_exposes_the_session_on_request_state(db_dsn: 
         s = await login(request, "grace", {"theme": "dark"})
         return {"data": s.data}
 
+    @app.post("/elevate")
+    async def elevate(request: Request) -> dict:
+        from unified_db.integrations.fastapi import rotate
+
+        s = await rotate(request)
+        return {"same_session": s.id == request.state.session.id}
+
     with TestClient(app, base_url="https://testserver") as c:
         assert c.get("/state").json() == {"user": None}
+        with pytest.raises(NotFoundError):
+            c.post("/elevate")  # no session to rotate
         r = c.post("/make")
         assert r.json() == {"data": {"theme": "dark"}}
         max_age = int(r.headers["set-cookie"].split("Max-Age=")[1].split(";")[0])
         assert 8 * 3600 - 60 < max_age <= 8 * 3600
         assert c.get("/state").json() == {"user": "grace"}
+        before = c.cookies["sid"]
+        assert c.post("/elevate").json() == {"same_session": True}
+        assert c.cookies["sid"] != before
+        assert c.get("/state").json() == {"user": "grace"}
+        c.cookies.clear()
+        assert c.get("/state", headers={"cookie": f"sid={before}"}).json() == {"user": None}
 
 
 def test_cookie_headers_are_built_strictly():
