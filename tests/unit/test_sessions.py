@@ -177,6 +177,7 @@ def test_session_repr_never_shows_the_token():
         token="SECRET-TOKEN-VALUE",
     )
     assert "SECRET-TOKEN-VALUE" not in repr(s) and "SECRET-TOKEN-VALUE" not in str(s)
+    assert "token" not in s.model_dump() and "SECRET-TOKEN-VALUE" not in s.model_dump_json()
     assert s.token == "SECRET-TOKEN-VALUE"
 
 

@@ -58,8 +58,9 @@ class Session(BaseModel):
     ip: str | None = None
     user_agent: str | None = None
     #: The plain token; only on the Session returned by create and rotate. Kept out of
-    #: repr() so that logging a Session cannot leak it.
-    token: str | None = Field(default=None, repr=False)
+    #: repr() and of model_dump()/JSON, so that logging or returning a Session cannot
+    #: leak it: read ``.token`` explicitly to hand it to the client.
+    token: str | None = Field(default=None, repr=False, exclude=True)
 
 
 class SessionAnalytics(BaseModel):
@@ -310,7 +311,7 @@ WHERE token_hash = $1 AND namespace = $2 AND {_ACTIVE}
 # older than the touch interval (or a tenth of the idle timeout); otherwise nothing is
 # written and the row comes from the SELECT alone. greatest() keeps a touch from
 # shortening an expiry that session_extend pushed further.
-SQL_GET_BY_TOKEN_TOUCH = """
+SQL_GET_BY_TOKEN_TOUCH = f"""
 WITH found AS (
     SELECT id, user_id, data, version, created_at, last_accessed_at, expires_at,
            absolute_expires_at, ip, user_agent, idle_timeout
@@ -323,7 +324,7 @@ WITH found AS (
            expires_at = greatest(s.expires_at, least(now() + s.idle_timeout, s.absolute_expires_at))
       FROM found f
      WHERE s.namespace = $2 AND s.id = f.id
-       AND f.last_accessed_at <= now() - least($3::interval, f.idle_timeout * 0.1)
+       AND f.last_accessed_at <= now() - least($3::interval, f.idle_timeout * {TOUCH_IDLE_FRACTION})
     RETURNING s.last_accessed_at, s.expires_at
 )
 SELECT f.id, f.user_id, f.data, f.version, f.created_at,
@@ -331,7 +332,7 @@ SELECT f.id, f.user_id, f.data, f.version, f.created_at,
        coalesce(t.expires_at, f.expires_at) AS expires_at,
        f.absolute_expires_at, f.ip, f.user_agent
   FROM found f LEFT JOIN touched t ON true
-"""
+"""  # noqa: S608 - constants only
 
 # The old digest is replaced in the same row: from the commit on, only the new token
 # matches. Concurrent rotations of one token serialise on the row lock and all but
