@@ -162,6 +162,15 @@ def test_middleware_in_a_plain_app_exposes_the_session_on_request_state(db_dsn: 
         s = await rotate(request)
         return {"same_session": s.id == request.state.session.id}
 
+    @app.post("/relogin-after-revoke")
+    async def relogin(request: Request) -> dict:
+        from unified_db.integrations.fastapi import login
+
+        old = request.state.session.id
+        await request.app.state.unified_db.session_revoke_user("grace")  # e.g. by an admin
+        s = await login(request, "grace")  # the rotation finds nothing: a new session
+        return {"new_session": s.id != old and request.state.session.id == s.id}
+
     with TestClient(app, base_url="https://testserver") as c:
         assert c.get("/state").json() == {"user": None}
         with pytest.raises(NotFoundError):
@@ -177,6 +186,10 @@ def test_middleware_in_a_plain_app_exposes_the_session_on_request_state(db_dsn: 
         assert c.get("/state").json() == {"user": "grace"}
         c.cookies.clear()
         assert c.get("/state", headers={"cookie": f"sid={before}"}).json() == {"user": None}
+        c.cookies.clear()
+        c.post("/make")
+        assert c.post("/relogin-after-revoke").json() == {"new_session": True}
+        assert c.get("/state").json() == {"user": "grace"}
 
 
 def test_cookie_headers_are_built_strictly():

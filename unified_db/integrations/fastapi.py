@@ -31,6 +31,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..db import UnifiedDB
+from ..errors import NotFoundError
 from ..extensions.sessions import MAX_USER_AGENT_CHARS, Session
 
 #: Where the middleware keeps its per-request state in the ASGI scope.
@@ -310,8 +311,11 @@ async def login(
     current = state.session
     if current is not None and current.user_id == user_id and data is None and not options:
         token = request.cookies.get(state.config.cookie_name)
-        if token:
-            session = await state.db.session_rotate(token)
+        try:
+            session = await state.db.session_rotate(token or "")
+        except NotFoundError:
+            pass  # it expired or was revoked since this request began: start afresh
+        else:
             state.cookie = session.token
             _publish(request, state, session.model_copy(update={"token": None}))
             return session
@@ -328,8 +332,6 @@ async def login(
 async def rotate(request: HTTPConnection) -> Session:
     """Give the current session a new token (after a privilege change). Raises
     NotFoundError when the request has no live session. One round trip."""
-    from ..errors import NotFoundError
-
     state = _state(request)
     token = request.cookies.get(state.config.cookie_name)
     if state.session is None or not token:
