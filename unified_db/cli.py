@@ -151,13 +151,13 @@ def demo(dsn: DsnOpt = None, schema: SchemaOpt = None) -> None:
     run(dsn, schema, go, namespace="demo")
 
 
-from . import cli_ops  # noqa: E402,F401 - registers dashboard, metrics, cleanup, maintain
-from .cli_personas import app as personas_app  # noqa: E402 - needs `app` and `run` above
-
-app.add_typer(personas_app, name="personas")
-from .cli_agents import app as agents_app  # noqa: E402 - needs run() and the options above
+# Feature commands register themselves on `app`; imported last because they need it.
+from . import cli_ops, cli_sessions  # noqa: E402,F401 - dashboard, metrics, cleanup, maintain; sessions
+from .cli_agents import app as agents_app  # noqa: E402
+from .cli_personas import app as personas_app  # noqa: E402
 
 app.add_typer(agents_app, name="agents")
+app.add_typer(personas_app, name="personas")
 
 
 def main() -> None:

@@ -74,6 +74,7 @@ class Settings(BaseModel):
     session_idle_timeout: float = Field(1800.0, gt=0)
     session_absolute_timeout: float = Field(8 * 3600.0, gt=0)
     session_touch_interval: float = Field(60.0, ge=0)
+    session_max_data_bytes: int = Field(1024 * 1024, gt=0)
 
     # agents and workflow runs
     workflow_retention_days: float = Field(30.0, gt=0)

@@ -17,6 +17,7 @@ from rich.table import Table
 from .demos.agents import agents_section
 from .demos.ops import ops_section
 from .demos.personas import personas_section
+from .demos.sessions import sessions_section
 
 if TYPE_CHECKING:
     from .db import UnifiedDB
@@ -59,7 +60,13 @@ async def foundation_section(db: UnifiedDB, out: DemoOutput) -> None:
 
 Section = Callable[["UnifiedDB", DemoOutput], Awaitable[None]]
 
-SECTIONS: list[Section] = [foundation_section, agents_section, personas_section, ops_section]
+SECTIONS: list[Section] = [
+    foundation_section,
+    sessions_section,
+    agents_section,
+    personas_section,
+    ops_section,
+]
 
 
 async def run_demo(db: UnifiedDB, console: Console | None = None) -> None:
