@@ -422,10 +422,20 @@ SELECT count(*) FROM __schema__.memory_snapshots s
 
 
 def _snapshot(row: asyncpg.Record) -> MemorySnapshot:
-    data = dict(row)
-    data.pop("rank", None)
-    data.pop("excerpt", None)
-    return MemorySnapshot.model_validate(data)
+    # Rows come from our own typed columns: construct without re-validating (a 1 MB state
+    # would otherwise be walked once more for nothing).
+    return MemorySnapshot.model_construct(
+        id=row["id"],
+        agent_id=row["agent_id"],
+        version=row["version"],
+        state=row.get("state"),
+        label=row["label"],
+        tags=row["tags"],
+        metadata=row["metadata"],
+        created_at=row["created_at"],
+        size_bytes=row["size_bytes"],
+        restored_from=row["restored_from"],
+    )
 
 
 def _deleted(status: str) -> int:
