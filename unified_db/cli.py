@@ -143,6 +143,9 @@ def demo(dsn: DsnOpt = None, schema: SchemaOpt = None) -> None:
     run(dsn, schema, go, namespace="demo")
 
 
+from . import cli_memory  # noqa: E402,F401 - registers `unified-db memory`
+
+
 def main() -> None:
     app()
 
