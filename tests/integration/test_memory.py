@@ -475,3 +475,23 @@ async def test_namespaces_are_isolated_for_every_method(db: UnifiedDB, other_ns:
     assert await db.memory_snapshot_cleanup(keep_last=1) == 1
     assert (await other_ns.memory_snapshot_stats()).count == 1
     assert await other_ns.memory_snapshot_get(theirs.id) is not None
+
+
+# ---------------------------------------------------------------------------- demo
+
+
+async def test_demo_section_is_repeatable(db_dsn: str):
+    import io
+
+    from rich.console import Console
+
+    from unified_db.demo import DemoOutput, memory_section
+
+    buffer = io.StringIO()
+    out = DemoOutput(Console(file=buffer, width=200))
+    async with UnifiedDB(db_dsn, namespace="demo", max_size=2) as demo:
+        await memory_section(demo, out)
+        await memory_section(demo, out)
+        stats = await demo.memory_snapshot_stats()
+    assert "restored_from=" in buffer.getvalue() and "<b>Sintra</b>" in buffer.getvalue()
+    assert [a.latest_version for a in stats.agents] == [6, 2]

@@ -619,7 +619,11 @@ class MemorySnapshotMixin(_Base):
         rows = await self._fetch(
             _SEARCH, self.namespace, text, agent, tag_list or None, lim, EXCERPT_SOURCE_CHARS, include_state
         )
-        return [SnapshotHit(snapshot=_snapshot(r), rank=r["rank"], excerpt=r["excerpt"]) for r in rows]
+        # The document joins values with newlines; an excerpt reads better on one line.
+        return [
+            SnapshotHit(snapshot=_snapshot(r), rank=r["rank"], excerpt=" ".join(r["excerpt"].split()))
+            for r in rows
+        ]
 
     @operation("memory_snapshot_diff")
     async def memory_snapshot_diff(self, a_id: int, b_id: int) -> StateDiff:
