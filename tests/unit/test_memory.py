@@ -138,7 +138,7 @@ def test_diff_distinguishes_true_from_one_and_escapes_pointers():
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5),
     lambda children: (
         st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=3), children, max_size=4)
     ),
