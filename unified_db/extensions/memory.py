@@ -464,8 +464,8 @@ class MemorySnapshotMixin(_Base):
 
         *state* must be a JSON object of at most ``memory_max_state_bytes`` (50 MiB) once
         encoded; *tags* are stored sorted without duplicates. The returned model's
-        ``state`` is the object passed in, not read back. Raises InvalidInputError (nothing written) for a
-        bad argument. One round trip.
+        ``state`` is the object passed in, not read back. Raises InvalidInputError, with
+        nothing written, for a bad argument. One round trip.
         """
         agent = check_text("agent_id", agent_id, MAX_AGENT_ID_CHARS)
         label = check_text("label", label, MAX_LABEL_CHARS, allow_none=True)
