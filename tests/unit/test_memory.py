@@ -156,3 +156,23 @@ def test_diff_is_empty_exactly_when_equal_and_antisymmetric(a, b):
         assert (added, removed, changed) == ([], [], [])
     if not (added or removed or changed):
         assert a == b
+
+
+def test_memory_settings_defaults_env_and_bounds():
+    from unified_db.config import Settings
+
+    s = Settings.load(environ={})
+    assert s.memory_max_state_bytes == 50 * 1024 * 1024
+    assert s.memory_retention_keep_last is None and s.memory_retention_days is None
+    s = Settings.load(
+        environ={"UNIFIED_DB_MEMORY_RETENTION_KEEP_LAST": "3", "UNIFIED_DB_MEMORY_RETENTION_DAYS": "0.5"}
+    )
+    assert (s.memory_retention_keep_last, s.memory_retention_days) == (3, 0.5)
+    for bad in (
+        dict(memory_max_state_bytes=0),
+        dict(memory_max_state_bytes=2**30),
+        dict(memory_retention_keep_last=0),
+        dict(memory_retention_days=0),
+    ):
+        with pytest.raises(InvalidInputError, match=next(iter(bad))):
+            Settings.load(environ={}, **bad)
