@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -328,6 +329,16 @@ async def test_search_indexes_a_bounded_prefix_of_huge_states(db: UnifiedDB):
     assert await db.memory_snapshot_search("walrus") == []  # beyond the indexed prefix
     small = await db.memory_snapshot_create("small", {"a": "lorem " * 10, "z": "walrus"})
     assert [h.snapshot.id for h in await db.memory_snapshot_search("walrus")] == [small.id]
+
+
+async def test_huge_multibyte_state_stays_under_the_tsvector_limit(db: UnifiedDB):
+    # 700 distinct 500-character words of 4-byte letters: 1.4 MB of lexemes if indexed
+    # whole, past the 1 MB tsvector limit; the byte-bounded prefix keeps it indexable.
+    rnd = random.Random(1)
+    words = ["".join(chr(rnd.randrange(0x20000, 0x2A6DF)) for _ in range(500)) for _ in range(700)]
+    s = await db.memory_snapshot_create("cjk", {"text": " ".join(words)}, label="ideographs")
+    assert [h.snapshot.id for h in await db.memory_snapshot_search("ideographs")] == [s.id]
+    assert (await db.memory_snapshot_get(s.id)).state["text"].startswith(words[0])
 
 
 async def test_search_bad_input(db: UnifiedDB):

@@ -37,8 +37,8 @@ MAX_QUERY_CHARS = 1024
 MAX_LIST_LIMIT = 1000
 MAX_SEARCH_LIMIT = 200
 MAX_ID = 2**63 - 1
-#: The string values indexed for search come from the first this-many bytes of text when
-#: the state is larger than this (mirrors the constant in 0004_memory.sql).
+#: A state larger than this (as JSON) is indexed for search by a prefix of at most this
+#: many bytes of its string values (mirrors 0004_memory.sql; a tsvector holds at most 1 MB).
 SEARCH_INDEX_PREFIX_BYTES = 256 * 1024
 #: ts_headline reads at most this much of the document, so an excerpt stays cheap.
 EXCERPT_SOURCE_CHARS = 64 * 1024
@@ -607,7 +607,7 @@ class MemorySnapshotMixin(_Base):
 
         *query* uses web-search syntax (``"a phrase"``, ``-exclude``, ``or``) with English
         stemming; a query of stop words only matches nothing. Snapshots larger than 256 KiB
-        of JSON are indexed by the first 256 KiB of their string values. Raises
+        of JSON are indexed by a prefix of at most 256 KiB of their string values. Raises
         InvalidInputError for an empty or oversized query. One round trip.
         """
         text = check_text("query", query, MAX_QUERY_CHARS)

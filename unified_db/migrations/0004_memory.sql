@@ -10,8 +10,9 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT AS $$
 $$;
 
 -- The search document: label (weight A), tags (B) and every string value of the state (D).
--- States whose JSON is at most 256 KiB are indexed whole; larger ones by the first 256 KiB
--- of their string values, which keeps the tsvector far below its 1 MB limit.
+-- A tsvector is limited to 1 MB of lexemes. States whose JSON is at most 256 KiB are
+-- indexed whole; larger ones by a prefix of their string values of at most 256 KiB:
+-- 262144 characters, or 65536 when those would take more bytes (multi-byte text).
 CREATE FUNCTION __schema__.memory_snapshot_tsv(label text, tags text[], state jsonb, size_bytes bigint)
 RETURNS tsvector
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -19,7 +20,9 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         || setweight(to_tsvector('english'::regconfig, coalesce(array_to_string(tags, ' '), '')), 'B')
         || CASE WHEN size_bytes <= 262144
                 THEN jsonb_to_tsvector('english'::regconfig, state, '["string"]')
-                ELSE to_tsvector('english'::regconfig, left(__schema__.memory_state_text(state), 262144))
+                ELSE (SELECT to_tsvector('english'::regconfig,
+                                         CASE WHEN octet_length(p) <= 262144 THEN p ELSE left(p, 65536) END)
+                        FROM (SELECT left(__schema__.memory_state_text(state), 262144) AS p) AS prefix)
            END
 $$;
 
