@@ -424,6 +424,24 @@ async def test_cleanup_in_batches_and_concurrently_deletes_each_row_once(db: Uni
     assert versions == list(range(500, 490, -1))
 
 
+async def test_cleanup_racing_writers_always_leaves_the_latest(db: UnifiedDB):
+    async def writer() -> None:
+        for i in range(15):
+            await db.memory_snapshot_create("race", {"i": i})
+
+    async def cleaner() -> int:
+        total = 0
+        for _ in range(15):
+            total += await db.memory_snapshot_cleanup(keep_last=1, batch_size=3)
+        return total
+
+    results = await asyncio.gather(writer(), writer(), cleaner(), cleaner())
+    latest = await db.memory_snapshot_latest("race")
+    assert latest is not None and latest.version == 30
+    remaining = await rows(db)
+    assert remaining + results[2] + results[3] == 30  # each row deleted at most once
+
+
 async def test_cleanup_bad_input_deletes_nothing(db: UnifiedDB):
     for i in range(3):
         await db.memory_snapshot_create("k", {"i": i})
