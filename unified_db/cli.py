@@ -152,7 +152,7 @@ def demo(dsn: DsnOpt = None, schema: SchemaOpt = None) -> None:
 
 
 # Feature commands register themselves on `app`; imported last because they need it.
-from . import cli_ops, cli_sessions  # noqa: E402,F401 - dashboard, metrics, cleanup, maintain; sessions
+from . import cli_memory, cli_ops, cli_sessions  # noqa: E402,F401 - each registers its commands
 from .cli_agents import app as agents_app  # noqa: E402
 from .cli_personas import app as personas_app  # noqa: E402
 

@@ -79,6 +79,11 @@ class Settings(BaseModel):
     # agents and workflow runs
     workflow_retention_days: float = Field(30.0, gt=0)
 
+    # memory snapshots
+    memory_max_state_bytes: int = Field(50 * 1024 * 1024, gt=0, le=256 * 1024 * 1024)
+    memory_retention_keep_last: int | None = Field(None, ge=1)
+    memory_retention_days: float | None = Field(None, gt=0)
+
     @field_validator("schema_name")
     @classmethod
     def _schema(cls, v: str) -> str:
