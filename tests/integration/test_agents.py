@@ -428,7 +428,9 @@ async def test_cleanup_deletes_only_old_finished_runs_of_its_namespace(db: Unifi
         keep_pending.id,
     )
 
-    assert "workflow_runs" in db.cleanup_steps
+    from unified_db.monitoring.maintenance import cleanup_steps
+
+    assert "workflow_runs" in cleanup_steps(db)
     assert await db._cleanup_workflow_runs(dry_run=True, batch_size=2) == 5
     assert len(await db.workflow_list(limit=100)) == 7  # dry run deleted nothing
     assert await db._cleanup_workflow_runs(dry_run=False, batch_size=2) == 5
