@@ -99,6 +99,15 @@ class _Connection(asyncpg.Connection):
 
     _ud_closing = False
 
+    def get_reset_query(self) -> str:
+        # asyncpg sends "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL"
+        # on every release: a second round trip for each one-statement operation.
+        # unified_db leaves no session state on a pooled connection (LISTEN runs on a
+        # direct connection, advisory locks are transaction-scoped, settings are SET
+        # LOCAL), so there is nothing to reset; an open transaction is still rolled back
+        # by asyncpg before this query would run.
+        return ""
+
     async def close(self, *, timeout: float | None = None) -> None:
         self._ud_closing = True
         await super().close(timeout=timeout)
@@ -428,10 +437,18 @@ class UnifiedPostgreSQL:
     async def _acquire_raw(self, pool: asyncpg.Pool) -> asyncpg.Connection:
         """A connection of *pool*; the caller gives it back with :meth:`_release_raw`."""
         start = time.perf_counter()
-        self._leases[pool] = self._leases.get(pool, 0) + 1
+        held = self._leases.get(pool, 0)
+        self._leases[pool] = held + 1
         self._waiting += 1
         try:
-            con = await pool.acquire(timeout=self.settings.acquire_timeout)
+            if held < pool.get_max_size():
+                # Every acquisition of the pool goes through here, so fewer leases than
+                # max_size means a free slot: the acquire cannot wait, and the timeout
+                # (a task and a timer per call on 3.11, via asyncio.wait_for) is skipped.
+                # A free slot without a connection connects under connect_timeout.
+                con = await pool.acquire()
+            else:
+                con = await pool.acquire(timeout=self.settings.acquire_timeout)
         except TimeoutError as exc:
             self._end_lease(pool)
             self._stats.incr(st.ACQUIRE_TIMEOUTS)
