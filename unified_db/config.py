@@ -73,6 +73,13 @@ class Settings(BaseModel):
     session_absolute_timeout: float = Field(8 * 3600.0, gt=0)
     session_touch_interval: float = Field(60.0, ge=0)
 
+    # vectors
+    vector_backend: Literal["pgvector", "weaviate"] = "pgvector"
+    vector_ef_search: int = Field(100, ge=1, le=1000)
+    vector_upsert_batch_size: int = Field(500, ge=1, le=100_000)
+    weaviate_url: str | None = None
+    weaviate_api_key: str | None = None
+
     @field_validator("schema_name")
     @classmethod
     def _schema(cls, v: str) -> str:
