@@ -25,8 +25,6 @@ from ..vectors.base import (
 )
 
 if TYPE_CHECKING:
-    import asyncpg
-
     from ..core import UnifiedPostgreSQL
     from ._protocol import DBProtocol as _Base
 else:
@@ -68,29 +66,10 @@ def _make_state(db: UnifiedPostgreSQL) -> VectorState:
     return VectorState(db)  # type: ignore[arg-type]
 
 
-SETUP_SEARCH = (
-    "SELECT set_config('hnsw.ef_search', $1, false),"
-    " set_config('hnsw.iterative_scan', 'relaxed_order', false)"
-)
-
-
-async def _setup_connection(db: UnifiedPostgreSQL, con: asyncpg.Connection) -> None:
-    """Search settings for every pooled connection (pgvector backend only).
-
-    A placeholder setting is accepted before pgvector is loaded (or installed), and
-    pgvector adopts it when it loads, so this is safe on a server without the extension.
-    Behind PgBouncer in transaction mode, set these on the role instead (docs/vectors.md).
-    """
-    if db.settings.vector_backend != "pgvector":
-        return
-    await con.execute(SETUP_SEARCH, str(db.settings.vector_ef_search))
-
-
 class VectorMixin(_Base):
     """Vector collections: ``vector_collection_create``, ``vector_upsert``, ``vector_search`` ..."""
 
     component_factories = {"vectors": _make_state}
-    connection_setups = (_setup_connection,)
 
     # ------------------------------------------------------------------ internals
 
@@ -257,7 +236,7 @@ class VectorMixin(_Base):
         checks). ef_search: HNSW candidate list size for this call (default: the
         ``vector_ef_search`` setting; higher is slower and more exact).
 
-        Raises InvalidInputError, NotFoundError. One round trip (four with ef_search).
+        Raises InvalidInputError, NotFoundError. One round trip.
         """
         vb.check_name(collection)
         k = vb.check_k(k)

@@ -112,11 +112,10 @@ SELECT (SELECT count(*) FROM __schema__.vector_items i
   FROM __schema__.vector_collections c
  WHERE c.id = $2 AND c.namespace = $1
 """
-SET_EF_SEARCH = "SELECT set_config('hnsw.ef_search', $1, true)"
-# Every item of a collection must pass every field of $4 = {"field": [allowed, ...]}.
+# Every item of a collection must pass every field of $6 = {"field": [allowed, ...]}.
 _FILTER = """
    AND NOT EXISTS (
-       SELECT 1 FROM jsonb_each($4::jsonb) AS f(key, allowed)
+       SELECT 1 FROM jsonb_each($6::jsonb) AS f(key, allowed)
         WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(f.allowed) AS a(v)
                            WHERE a.v = i.metadata -> f.key))"""
 
@@ -155,17 +154,30 @@ def drop_index_sql(info: CollectionInfo) -> str:
     return f"DROP INDEX IF EXISTS __schema__.{index_name(info)}"
 
 
+# The HNSW settings of one statement. set_config(..., true) lasts until the end of the
+# (implicit) transaction, so nothing leaks to the pooled session; and the pseudo-constant
+# condition on it becomes a One-Time Filter, which the executor evaluates before the
+# index scan fetches its first row, which is when pgvector reads the settings. Session
+# SETs would not do: the pool's RESET ALL on release wipes them.
+_CFG = (
+    "WITH cfg AS MATERIALIZED (SELECT set_config('hnsw.ef_search', $4, true) IS NOT NULL"
+    " AND set_config('hnsw.iterative_scan', $5, true) IS NOT NULL AS ok) "
+)
+
+
 def search_sql(info: CollectionInfo, *, filtered: bool, exact: bool) -> str:
     """Nearest items of one collection, plus one marker row (id NULL) when it still exists.
 
-    $1 namespace, $2 query vector (real[]), $3 limit, $4 filter (when *filtered*).
+    $1 namespace, $2 query vector (real[]), $3 limit, $4 ef_search, $5 iterative scan
+    mode, $6 filter (when *filtered*).
     """
     cid = _ident_int(info.id)
     dist = _distance_expr(info, exact=exact)
     return (
-        f"(SELECT i.id, i.content, i.metadata, {dist} AS distance"  # noqa: S608 - integers only
+        _CFG + f"(SELECT i.id, i.content, i.metadata, {dist} AS distance"  # noqa: S608 - integers only
         f"   FROM __schema__.vector_items i"
-        f"  WHERE i.collection_id = {cid} AND i.namespace = $1{_FILTER if filtered else ''}"
+        f"  WHERE i.collection_id = {cid} AND i.namespace = $1 AND (SELECT ok FROM cfg)"
+        f"{_FILTER if filtered else ''}"
         f"  ORDER BY {dist} LIMIT $3)"
         f" UNION ALL"
         f" SELECT NULL, NULL, NULL, NULL FROM __schema__.vector_collections"
@@ -176,19 +188,20 @@ def search_sql(info: CollectionInfo, *, filtered: bool, exact: bool) -> str:
 def hybrid_sql(info: CollectionInfo) -> str:
     """Both rankings of a hybrid search in one round trip, plus the marker row.
 
-    $1 namespace, $2 query vector, $3 candidates per ranking, $4 text search config, $5 text.
-    Column ``src``: 'v' vector ranking, 't' full-text ranking, 'c' the collection exists.
+    $1 namespace, $2 query vector, $3 candidates per ranking, $4 ef_search, $5 iterative
+    scan mode, $6 text search config, $7 text. Column ``src``: 'v' vector ranking, 't'
+    full-text ranking, 'c' the collection exists.
     """
     cid = _ident_int(info.id)
     dist = _distance_expr(info, exact=False)
     return (
-        f"(SELECT 'v' AS src, i.id, i.content, i.metadata, {dist} AS rank"  # noqa: S608 - integers only
+        _CFG + f"(SELECT 'v' AS src, i.id, i.content, i.metadata, {dist} AS rank"  # noqa: S608 - integers only
         f"   FROM __schema__.vector_items i"
-        f"  WHERE i.collection_id = {cid} AND i.namespace = $1"
+        f"  WHERE i.collection_id = {cid} AND i.namespace = $1 AND (SELECT ok FROM cfg)"
         f"  ORDER BY {dist} LIMIT $3)"
         f" UNION ALL"
         f" (SELECT 't', i.id, i.content, i.metadata, -ts_rank_cd(i.tsv, q)::float8"
-        f"   FROM __schema__.vector_items i, websearch_to_tsquery($4::regconfig, $5) AS q"
+        f"   FROM __schema__.vector_items i, websearch_to_tsquery($6::regconfig, $7) AS q"
         f"  WHERE i.collection_id = {cid} AND i.namespace = $1 AND i.tsv @@ q"
         f"  ORDER BY 5, 2 LIMIT $3)"
         f" UNION ALL"
@@ -321,16 +334,12 @@ class PgVectorBackend(VectorBackend):
         ef_search: int | None,
     ) -> list[VectorHit]:
         sql = search_sql(info, filtered=filter is not None, exact=exact)
-        args: tuple[Any, ...] = (self.db.namespace, embedding, k)
+        ef = str(ef_search or self.db.settings.vector_ef_search)
+        # A filter may reject most of the ef_search candidates: let pgvector keep scanning.
+        args: tuple[Any, ...] = (self.db.namespace, embedding, k, ef, "relaxed_order" if filter else "off")
         if filter is not None:
             args += (filter,)
-        if ef_search is None or exact:
-            rows = await self.db._fetch(sql, *args)
-        else:
-            async with self.db._transaction() as con:
-                await con.execute(SET_EF_SEARCH, str(ef_search))
-                rows = await con.fetch(sql, *args)
-        rows = _rows_or_stale(rows)
+        rows = _rows_or_stale(await self.db._fetch(sql, *args))
         # Iterative index scans may return near-sorted rows; order exactly here.
         rows.sort(key=lambda r: r["distance"])
         return [
@@ -347,7 +356,14 @@ class PgVectorBackend(VectorBackend):
         self, info: CollectionInfo, text: str, embedding: list[float], *, candidates: int
     ) -> tuple[list[str], list[str], dict[str, tuple[str, dict[str, Any]]]]:
         rows = await self.db._fetch(
-            hybrid_sql(info), self.db.namespace, embedding, candidates, info.text_search_config, text
+            hybrid_sql(info),
+            self.db.namespace,
+            embedding,
+            candidates,
+            str(max(candidates, self.db.settings.vector_ef_search)),
+            "off",
+            info.text_search_config,
+            text,
         )
         if not any(r["src"] == "c" for r in rows):
             raise StaleCollectionError
