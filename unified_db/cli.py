@@ -143,6 +143,11 @@ def demo(dsn: DsnOpt = None, schema: SchemaOpt = None) -> None:
     run(dsn, schema, go, namespace="demo")
 
 
+from .cli_vectors import app as _vectors_app  # noqa: E402 - needs run() defined above
+
+app.add_typer(_vectors_app, name="vectors")
+
+
 def main() -> None:
     app()
 
