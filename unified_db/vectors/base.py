@@ -214,8 +214,8 @@ def check_collection_spec(
     )
 
 
-def check_embedding(value: object, dimensions: int, *, label: str = "embedding") -> list[float]:
-    """*value* (a sequence of numbers or a 1-D numpy array) as a list of finite floats.
+def check_embedding(value: object, dimensions: int, *, label: str = "embedding") -> list[Any]:
+    """*value* (a sequence of numbers or a 1-D numpy array) checked and as a list of numbers.
 
     Raises InvalidInputError for a wrong length, NaN, infinity, a value beyond float32
     (pgvector stores float32) or anything that is not a number.
@@ -224,7 +224,7 @@ def check_embedding(value: object, dimensions: int, *, label: str = "embedding")
     if callable(tolist) and getattr(value, "ndim", None) is not None:  # numpy, without importing it
         if value.ndim != 1:  # type: ignore[attr-defined]
             raise InvalidInputError(f"{label} must be one-dimensional (got shape {value.shape})")  # type: ignore[attr-defined]
-        value = tolist()
+        value = tolist()  # Python floats, in C
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise InvalidInputError(
             f"{label} must be a list of floats or a numpy array (got {type(value).__name__})"
@@ -232,14 +232,14 @@ def check_embedding(value: object, dimensions: int, *, label: str = "embedding")
     if len(value) != dimensions:
         raise InvalidInputError(f"{label} has {len(value)} dimensions; the collection has {dimensions}")
     try:
-        # One C-speed pass: the sum of finite values is finite unless it overflows, and a
-        # NaN or an infinity anywhere makes it non-finite; the slow pass below names it.
+        # Three passes in C: fsum refuses what is not a number, and a NaN or an infinity
+        # anywhere makes it non-finite (so does an overflowing sum of finite values: the
+        # slow pass below then finds nothing wrong). max/min catch float32 overflow.
         total = math.fsum(value)
-        biggest = max(map(abs, value))
+        ok = math.isfinite(total) and max(value) <= _FLOAT32_MAX and min(value) >= -_FLOAT32_MAX
     except (TypeError, ValueError, OverflowError):
-        total = math.nan
-        biggest = 0.0
-    if not math.isfinite(total) or biggest > _FLOAT32_MAX:
+        ok = False
+    if not ok:
         for i, x in enumerate(value):
             if isinstance(x, (str, bytes)) or not _is_number(x):
                 raise InvalidInputError(f"{label}[{i}] is not a number (got {x!r})")
@@ -250,8 +250,8 @@ def check_embedding(value: object, dimensions: int, *, label: str = "embedding")
                 raise InvalidInputError(
                     f"{label}[{i}] is infinite (or beyond float32); embeddings must be finite"
                 )
-    out = [float(x) for x in value]
-    return out
+    # asyncpg encodes ints, floats and numpy scalars alike as float4: no copy needed.
+    return value if isinstance(value, list) else list(value)
 
 
 def _is_number(x: object) -> bool:
