@@ -412,6 +412,56 @@ async def test_searches_use_the_collection_hnsw_index_and_ef_search_takes_effect
         assert await con.fetchval("SELECT current_setting('hnsw.ef_search')") == "40"
 
 
+async def test_k_above_ef_search_still_returns_k_from_the_index(db_dsn: str, pgvector_only: None):
+    from .. import pg
+
+    con = await asyncpg.connect(db_dsn)
+    try:  # every new connection of this database plans like a big table: the HNSW index
+        name = pg.urlsplit_db(db_dsn)
+        await con.execute(f'ALTER DATABASE "{name}" SET enable_seqscan = off')
+        await con.execute(f'ALTER DATABASE "{name}" SET enable_bitmapscan = off')
+    finally:
+        await con.close()
+    async with UnifiedDB(db_dsn, max_size=2) as db:
+        await db.vector_collection_create("r", 16)
+        vectors = rand_vectors(300, 16, seed=8)
+        await db.vector_upsert("r", [{"id": str(i), "embedding": v} for i, v in enumerate(vectors)])
+        hits = await db.vector_search("r", vectors[5], k=150, ef_search=10)
+        assert len(hits) == 150
+        exact = exact_top(vectors, vectors[5], 150, [str(i) for i in range(300)])
+        assert len({h.id for h in hits} & set(exact)) >= 135
+
+
+async def test_deferred_index_is_built_once_concurrently(db: UnifiedDB, pgvector_only: None):
+    state = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)"
+    await db.vector_collection_create("bulk", 16, build_index=False)
+    info = db._component("vectors").collections["bulk"]
+    index = f"unified_db.vector_items_hnsw_{info.id}"
+    vectors = rand_vectors(400, 16, seed=21)
+    await db.vector_upsert("bulk", [{"id": str(i), "embedding": v} for i, v in enumerate(vectors)])
+    assert await db._fetchval(state, index) is None
+    before = [h.id for h in await db.vector_search("bulk", vectors[3], k=10)]  # exact until built
+    assert before == exact_top(vectors, vectors[3], 10, [str(i) for i in range(400)])
+    assert await db.vector_collection_build_index("bulk") is True
+    assert await db._fetchval(state, index) is True
+    assert await db.vector_collection_build_index("bulk") is False
+    # An interrupted CONCURRENTLY build leaves an invalid index behind: it is rebuilt.
+    await db._execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass($1)", index)
+    assert await db.vector_collection_build_index("bulk") is True
+    assert await db._fetchval(state, index) is True
+    assert (await db.vector_search("bulk", vectors[3], k=1))[0].id == "3"
+    await db.vector_collection_create("flat", 4, index="none")
+    assert await db.vector_collection_build_index("flat") is False
+    with pytest.raises(NotFoundError):
+        await db.vector_collection_build_index("nope")
+    for bad in (0, -1, "10", True):
+        with pytest.raises(InvalidInputError, match="timeout"):
+            await db.vector_collection_build_index("bulk", timeout=bad)
+    with pytest.raises(InvalidInputError, match="build_index"):
+        await db.vector_collection_create("other", 4, build_index="no")
+    assert [c.name for c in await db.vector_collections()] == ["bulk", "flat"]
+
+
 async def test_a_selective_filter_still_fills_k_through_iterative_scans(db: UnifiedDB, pgvector_only: None):
     await db.vector_collection_create("r", 16)
     vectors = rand_vectors(1000, 16, seed=4)

@@ -138,6 +138,7 @@ class VectorMixin(_Base):
         text_search_config: str = "english",
         m: int = 16,
         ef_construction: int = 64,
+        build_index: bool = True,
         exist_ok: bool = False,
     ) -> VectorCollection:
         """Create a collection of *dimensions*-long embeddings.
@@ -145,14 +146,16 @@ class VectorMixin(_Base):
         distance: "cosine" (default), "l2" or "dot". index: "hnsw" (approximate, fast) or
         "none" (exact scans; right for a few thousand items). text_search_config: the
         PostgreSQL text search configuration used by hybrid search. m, ef_construction:
-        HNSW build parameters. With *exist_ok*, an existing collection with the same
-        definition is returned instead of raising ConflictError.
+        HNSW build parameters. build_index=False defers the HNSW index to
+        :meth:`vector_collection_build_index`, which is several times faster after a large
+        initial load (searches scan exactly until then). With *exist_ok*, an existing
+        collection with the same definition is returned instead of raising ConflictError.
 
         Raises InvalidInputError, ConflictError, FeatureUnavailableError (no pgvector).
         One transaction of 4-6 statements (the first call also creates the storage).
         """
         spec = vb.check_collection_spec(
-            name, dimensions, distance, index, text_search_config, m, ef_construction
+            name, dimensions, distance, index, text_search_config, m, ef_construction, build_index=build_index
         )
         if not isinstance(exist_ok, bool):
             raise InvalidInputError(f"exist_ok must be True or False (got {exist_ok!r})")
@@ -168,6 +171,23 @@ class VectorMixin(_Base):
         state = self._vector_state()
         await self._vector_call(name, lambda backend, info: backend.drop_collection(info))
         state.collections.pop(name, None)
+
+    @operation("vector_collection_build_index")
+    async def vector_collection_build_index(self, name: str, *, timeout: float = 3600.0) -> bool:
+        """Build the HNSW index of a collection created with ``build_index=False``.
+
+        Returns True when an index was built, False when there was nothing to do (already
+        built, or ``index="none"``). Built CONCURRENTLY (writes go on meanwhile) with
+        ``vector_index_build_memory`` of maintenance_work_mem; an interrupted build is
+        cleaned up and redone. timeout: seconds the build may take (default one hour).
+        Raises NotFoundError, OperationTimeoutError. Three to five statements.
+        """
+        vb.check_name(name)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise InvalidInputError(f"timeout must be a positive number of seconds (got {timeout!r})")
+        return await self._vector_call(
+            name, lambda backend, info: backend.build_index(info, timeout=float(timeout))
+        )
 
     @operation("vector_collections")
     async def vector_collections(self) -> list[VectorCollection]:

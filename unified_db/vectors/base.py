@@ -117,6 +117,7 @@ class CollectionSpec:
     text_search_config: str
     m: int
     ef_construction: int
+    build_index: bool = True
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ def check_collection_spec(
     m: object,
     ef_construction: object,
     *,
+    build_index: object = True,
     allow_reserved: bool = False,
 ) -> CollectionSpec:
     """Validate the arguments of ``vector_collection_create``."""
@@ -201,6 +203,8 @@ def check_collection_spec(
     for label, value, low, high in (("m", m, 2, 100), ("ef_construction", ef_construction, 4, 1000)):
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise InvalidInputError(f"{label} must be an integer from {low} to {high} (got {value!r})")
+    if not isinstance(build_index, bool):
+        raise InvalidInputError(f"build_index must be True or False (got {build_index!r})")
     if ef_construction < 2 * m:  # type: ignore[operator]
         raise InvalidInputError(f"ef_construction ({ef_construction}) must be at least 2 * m ({2 * m})")  # type: ignore[operator]
     return CollectionSpec(
@@ -211,6 +215,7 @@ def check_collection_spec(
         text_search_config=text_search_config,
         m=m,  # type: ignore[arg-type]
         ef_construction=ef_construction,  # type: ignore[arg-type]
+        build_index=build_index,
     )
 
 
@@ -468,6 +473,10 @@ class VectorBackend(ABC):
 
     @abstractmethod
     async def drop_collection(self, info: CollectionInfo) -> None: ...
+
+    @abstractmethod
+    async def build_index(self, info: CollectionInfo, *, timeout: float) -> bool:
+        """Build the collection's index if it is missing; True when one was built."""
 
     @abstractmethod
     async def upsert(self, info: CollectionInfo, batch: PreparedBatch, batch_size: int) -> int: ...

@@ -34,6 +34,7 @@ ON CONFLICT (namespace, name) DO NOTHING
 RETURNING id, namespace, name, dimensions, distance, index_kind, backend, text_search_config,
        external_name, options, created_at
 """
+EXISTS = "SELECT 1 FROM __schema__.vector_collections WHERE namespace = $1 AND id = $2"
 DELETE = "DELETE FROM __schema__.vector_collections WHERE namespace = $1 AND id = $2"
 
 

@@ -19,9 +19,11 @@ opened before ``CREATE EXTENSION vector`` work the same.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..errors import FeatureUnavailableError, InvalidInputError, UnifiedDBError
+from ..errors import ConflictError, FeatureUnavailableError, InvalidInputError, UnifiedDBError
 from . import catalog
 from .base import (
     CollectionInfo,
@@ -76,6 +78,10 @@ CREATE TABLE IF NOT EXISTS __schema__.vector_items (
 );
 CREATE INDEX IF NOT EXISTS vector_items_tsv ON __schema__.vector_items USING gin (tsv);
 """
+# DDL on the shared table queues behind running writes and blocks new ones while it
+# waits: give up after a while rather than stall every collection.
+LOCK_TIMEOUT = "SELECT set_config('lock_timeout', '10s', true)"
+BUILD_MEMORY = "SELECT set_config('maintenance_work_mem', $1, false)"
 TS_CONFIG_EXISTS = "SELECT EXISTS (SELECT 1 FROM pg_ts_config WHERE cfgname = $1)"
 
 UPSERT = """
@@ -139,19 +145,26 @@ def index_name(info: CollectionInfo) -> str:
     return f"vector_items_hnsw_{_ident_int(info.id)}"
 
 
-def create_index_sql(info: CollectionInfo, m: int, ef_construction: int) -> str:
+def create_index_sql(
+    info: CollectionInfo, m: int, ef_construction: int, *, concurrently: bool = False
+) -> str:
     """The partial HNSW index of one collection (integers and a fixed operator class only)."""
     _, opclass = OPERATORS[info.distance]
+    how = "CONCURRENTLY " if concurrently else ""
     return (
-        f"CREATE INDEX {index_name(info)} ON __schema__.vector_items USING hnsw "
+        f"CREATE INDEX {how}{index_name(info)} ON __schema__.vector_items USING hnsw "
         f"((embedding::vector({_ident_int(info.dimensions)})) {opclass}) "
         f"WITH (m = {_ident_int(m)}, ef_construction = {_ident_int(ef_construction)}) "
         f"WHERE collection_id = {_ident_int(info.id)}"
     )
 
 
-def drop_index_sql(info: CollectionInfo) -> str:
-    return f"DROP INDEX IF EXISTS __schema__.{index_name(info)}"
+def drop_index_sql(info: CollectionInfo, *, concurrently: bool = False) -> str:
+    how = "CONCURRENTLY " if concurrently else ""
+    return f"DROP INDEX {how}IF EXISTS __schema__.{index_name(info)}"
+
+
+INDEX_STATE = "SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = to_regclass($1)"
 
 
 # The HNSW settings of one statement. set_config(..., true) lasts until the end of the
@@ -210,6 +223,19 @@ def hybrid_sql(info: CollectionInfo) -> str:
     )
 
 
+@asynccontextmanager
+async def _ddl_lock_timeout_is_conflict(what: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except UnifiedDBError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) == "55P03":
+            raise ConflictError(
+                f"{what}: the vector table stayed locked by other transactions (a long vector_upsert?) "
+                "for 10 s; retry"
+            ) from exc
+        raise
+
+
 def _rows_or_stale(rows: list[Any], marker_col: str = "id") -> list[Any]:
     if not any(r[marker_col] is None for r in rows):
         raise StaleCollectionError
@@ -252,6 +278,7 @@ class PgVectorBackend(VectorBackend):
             self._storage_ready = True
 
     async def _ensure_storage(self, con: Conn) -> None:
+        await con.execute(LOCK_TIMEOUT)
         await con.execute(LOCK, self.db.schema)
         row = await con.fetchrow(EXTENSION_STATUS)
         if row["storage"]:
@@ -267,7 +294,7 @@ class PgVectorBackend(VectorBackend):
         await con.execute(CREATE_STORAGE)
 
     async def create_collection(self, spec: CollectionSpec, *, exist_ok: bool) -> CollectionInfo:
-        async with self.db._transaction() as con:
+        async with _ddl_lock_timeout_is_conflict("vector_collection_create"), self.db._transaction() as con:
             await self._ensure_storage(con)
             if not await con.fetchval(TS_CONFIG_EXISTS, spec.text_search_config):
                 raise InvalidInputError(
@@ -277,19 +304,45 @@ class PgVectorBackend(VectorBackend):
             info, created = await catalog.insert(
                 con, self.db.namespace, spec, self.name, None, exist_ok=exist_ok
             )
-            if created and spec.index == "hnsw":
+            if created and spec.index == "hnsw" and spec.build_index:
                 await con.execute(create_index_sql(info, spec.m, spec.ef_construction))
         self._storage_ready = True
         return info
 
     async def drop_collection(self, info: CollectionInfo) -> None:
-        async with self.db._transaction() as con:
+        async with _ddl_lock_timeout_is_conflict("vector_collection_drop"), self.db._transaction() as con:
+            await con.execute(LOCK_TIMEOUT)
             # Items go by ON DELETE CASCADE; the index last, so its exclusive lock on the
             # shared table is held only for the moment before commit.
             status = await con.execute(catalog.DELETE, self.db.namespace, info.id)
             if _status_count(status) == 0:
                 raise StaleCollectionError
             await con.execute(drop_index_sql(info))
+
+    async def build_index(self, info: CollectionInfo, *, timeout: float) -> bool:
+        if info.index != "hnsw":
+            return False
+        async with self.db._acquire() as con:
+            if await con.fetchval(catalog.EXISTS, self.db.namespace, info.id) is None:
+                raise StaleCollectionError
+            state = await con.fetchrow(INDEX_STATE, self.db._sql("__schema__." + index_name(info)))
+            if state is not None and state["valid"]:
+                return False
+            if state is not None:  # an interrupted CONCURRENTLY build leaves an invalid index
+                await con.execute(drop_index_sql(info, concurrently=True), timeout=timeout)
+            # Session settings are fine here: the pool's RESET ALL clears them on release.
+            await con.execute(BUILD_MEMORY, self.db.settings.vector_index_build_memory)
+            # CONCURRENTLY: writes to every collection go on while the graph is built.
+            await con.execute(
+                create_index_sql(
+                    info,
+                    info.options.get("m", 16),
+                    info.options.get("ef_construction", 64),
+                    concurrently=True,
+                ),
+                timeout=timeout,
+            )
+        return True
 
     async def upsert(self, info: CollectionInfo, batch: PreparedBatch, batch_size: int) -> int:
         if len(batch) <= batch_size:
@@ -334,7 +387,8 @@ class PgVectorBackend(VectorBackend):
         ef_search: int | None,
     ) -> list[VectorHit]:
         sql = search_sql(info, filtered=filter is not None, exact=exact)
-        ef = str(ef_search or self.db.settings.vector_ef_search)
+        # An HNSW scan returns at most ef_search rows: never fewer candidates than k.
+        ef = str(max(ef_search or self.db.settings.vector_ef_search, k))
         # A filter may reject most of the ef_search candidates: let pgvector keep scanning.
         args: tuple[Any, ...] = (self.db.namespace, embedding, k, ef, "relaxed_order" if filter else "off")
         if filter is not None:

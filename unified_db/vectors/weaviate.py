@@ -251,6 +251,9 @@ class WeaviateBackend(VectorBackend):
         client = await self._connect()
         await self._call(client.collections.delete(info.external_name))
 
+    async def build_index(self, info: CollectionInfo, *, timeout: float) -> bool:
+        return False  # Weaviate indexes every object as it is inserted
+
     async def upsert(self, info: CollectionInfo, batch: PreparedBatch, batch_size: int) -> int:
         _, wvc = _client_modules()
         col = await self._collection(info)
