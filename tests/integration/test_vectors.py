@@ -318,6 +318,22 @@ async def test_hybrid_search_fuses_text_and_vector_rankings(vdb: UnifiedDB):
     assert hits[0].content.startswith("postgres") and hits[0].metadata == {}
     # With text matching nothing, hybrid is the vector ranking.
     assert [h.id for h in await vdb.vector_hybrid_search("docs", "zebra", q, k=4)] == vector_first
+    # A filter applies to both rankings.
+    await vdb.vector_upsert(
+        "docs",
+        [
+            {
+                "id": "text-only",
+                "embedding": unit(0, 0, 1),
+                "content": "postgres vector search guide",
+                "metadata": {"kind": "guide"},
+            }
+        ],
+    )
+    hits = await vdb.vector_hybrid_search("docs", "postgres vector search", q, k=3, filter={"kind": "guide"})
+    assert [h.id for h in hits] == ["text-only"]
+    with pytest.raises(InvalidInputError, match="filter"):
+        await vdb.vector_hybrid_search("docs", "postgres", q, filter={"kind": {"like": "g%"}})
 
 
 async def test_delete_by_ids(vdb: UnifiedDB):
@@ -514,6 +530,40 @@ async def test_concurrent_upserts_and_searches(db: UnifiedDB, pgvector_only: Non
     assert await db.vector_count("docs") == 200
 
 
+async def test_concurrent_first_creates_make_the_storage_once(db_dsn: str, pgvector_only: None):
+    dbs = [UnifiedDB(db_dsn, min_size=1, max_size=1) for _ in range(5)]
+    await asyncio.gather(*(d.open() for d in dbs))
+    try:
+        made = await asyncio.gather(*(d.vector_collection_create(f"c{i}", 4) for i, d in enumerate(dbs)))
+        assert sorted(c.name for c in made) == [f"c{i}" for i in range(5)]
+        assert len(await dbs[0].vector_collections()) == 5
+    finally:
+        await asyncio.gather(*(d.close() for d in dbs))
+
+
+async def test_index_ddl_gives_up_on_a_long_held_lock_with_a_conflict(
+    db: UnifiedDB, db_dsn: str, pgvector_only: None, monkeypatch: pytest.MonkeyPatch
+):
+    from unified_db.vectors import pgvector
+
+    await db.vector_collection_create("first", 4)
+    monkeypatch.setattr(pgvector, "LOCK_TIMEOUT", "SELECT set_config('lock_timeout', '300ms', true)")
+    holder = await asyncpg.connect(db_dsn)
+    try:
+        tr = holder.transaction()
+        await tr.start()  # a long write transaction on the shared table
+        await holder.execute("LOCK TABLE unified_db.vector_items IN ROW EXCLUSIVE MODE")
+        with pytest.raises(ConflictError, match="stayed locked"):
+            await db.vector_collection_create("second", 4)
+        with pytest.raises(ConflictError, match="stayed locked"):
+            await db.vector_collection_drop("first")
+        await tr.rollback()
+    finally:
+        await holder.close()
+    assert [c.name for c in await db.vector_collections()] == ["first"]  # nothing half-done
+    await db.vector_collection_create("second", 4)
+
+
 async def test_reserved_collections_for_memory_snapshots(
     db: UnifiedDB, other_ns: UnifiedDB, pgvector_only: None
 ):
@@ -535,6 +585,7 @@ async def test_reserved_collections_for_memory_snapshots(
     # Reserved names are not reachable through the public methods, nor listed as user data.
     with pytest.raises(InvalidInputError):
         await db.vector_count(SNAPSHOT_COLLECTION)
+    assert await db.vector_collections() == []
 
 
 async def test_migrations_down_and_up_with_vector_storage_present(empty_dsn: str, pgvector_only: None):

@@ -236,6 +236,8 @@ def test_search_sql_renders_only_catalog_integers():
     exact = search_sql(info(distance="l2"), filtered=False, exact=True)
     assert "<->" in exact and "::vector(" not in exact  # no index expression: a full scan
     assert "<#>" in hybrid_sql(info(distance="dot"))
+    assert "jsonb_each" not in hybrid_sql(info())
+    assert hybrid_sql(info(), filtered=True).count("jsonb_each($8::jsonb)") == 2
     ddl = create_index_sql(info(id=9, dimensions=5, distance="dot"), 16, 64)
     assert ddl.endswith("WHERE collection_id = 9")
     assert "vector_ip_ops" in ddl and "vector(5)" in ddl and "m = 16, ef_construction = 64" in ddl

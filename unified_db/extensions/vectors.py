@@ -1,9 +1,11 @@
 """VectorMixin: collections of embeddings with semantic, filtered and hybrid search.
 
-Every argument is validated (``unified_db.vectors.base``) before any I/O, then the call
-goes to the configured backend (``vector_backend``: pgvector by default, or weaviate).
-The long-lived part (the backend, its client, and a cache of catalog rows) is the
-``vectors`` component that the base starts and closes; see docs/vectors.md.
+Every argument is validated (``unified_db.vectors.base``) before anything is written:
+plain arguments before any I/O, embeddings against the collection's catalog row (read
+once, then cached). Then the call goes to the configured backend (``vector_backend``:
+pgvector by default, or weaviate). The long-lived part (the backend, its client and the
+cache of catalog rows) is the ``vectors`` component, which the base starts and closes;
+see docs/vectors.md.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core import operation
-from ..errors import InvalidInputError, NotFoundError
+from ..errors import InvalidInputError, NotFoundError, PoolClosedError
 from ..vectors import base as vb
 from ..vectors import catalog
 from ..vectors.base import (
@@ -26,6 +28,7 @@ from ..vectors.base import (
 
 if TYPE_CHECKING:
     from ..core import UnifiedPostgreSQL
+    from ._protocol import DBProtocol
     from ._protocol import DBProtocol as _Base
 else:
     _Base = object
@@ -76,8 +79,6 @@ class VectorMixin(_Base):
     def _vector_state(self) -> VectorState:
         state = self._component("vectors")
         if state is None:
-            from ..errors import PoolClosedError
-
             raise PoolClosedError(
                 "this UnifiedDB is not open: use `async with UnifiedDB(...) as db` or await db.open()"
             )
@@ -197,7 +198,7 @@ class VectorMixin(_Base):
         infos = await catalog.list_all(self, self.namespace)
         if not infos:
             await state.backend.check_available()
-        return [i.public() for i in infos]
+        return [i.public() for i in infos if not i.name.startswith("_")]  # reserved: other features
 
     # ------------------------------------------------------------------ items
 
@@ -283,6 +284,7 @@ class VectorMixin(_Base):
         embedding: Any,
         *,
         k: int = 10,
+        filter: dict[str, Any] | None = None,
         candidates: int | None = None,
         rrf_k: int = 60,
     ) -> list[VectorHit]:
@@ -291,19 +293,23 @@ class VectorMixin(_Base):
         Each ranking contributes ``1 / (rrf_k + rank)`` per item; ``score`` is the sum.
         text: a web-search style query (``"quick fox" -dog``) in the collection's
         text_search_config. candidates: items taken from each ranking (default
-        ``max(4 * k, 40)``). Raises InvalidInputError, NotFoundError. One round trip.
+        ``max(4 * k, 40)``). filter: as in :meth:`vector_search`, applied to both
+        rankings. Raises InvalidInputError, NotFoundError. One round trip.
         """
         vb.check_name(collection)
         if not isinstance(text, str) or "\x00" in text:
             raise InvalidInputError(f"text must be a string without NUL (got {type(text).__name__})")
         k = vb.check_k(k)
         n = vb.check_k(candidates if candidates is not None else max(4 * k, 40), label="candidates")
+        compiled = vb.compile_filter(filter)
         if isinstance(rrf_k, bool) or not isinstance(rrf_k, int) or not 0 <= rrf_k <= 10_000:
             raise InvalidInputError(f"rrf_k must be an integer from 0 to 10000 (got {rrf_k!r})")
 
         async def run(backend: VectorBackend, info: CollectionInfo) -> list[VectorHit]:
             query = self._vector_query(embedding, info)
-            vector, textual, payload = await backend.hybrid_rankings(info, text, query, candidates=n)
+            vector, textual, payload = await backend.hybrid_rankings(
+                info, text, query, candidates=n, filter=compiled
+            )
             fused = vb.rrf_fuse([vector, textual], k=k, rrf_k=rrf_k)
             return [VectorHit(id=i, score=s, content=payload[i][0], metadata=payload[i][1]) for i, s in fused]
 
@@ -384,7 +390,3 @@ class VectorMixin(_Base):
         ):
             return 0
         return await self._vector_call(collection, lambda backend, info: backend.delete(info, checked))
-
-
-if TYPE_CHECKING:
-    from ._protocol import DBProtocol

@@ -496,7 +496,13 @@ class VectorBackend(ABC):
 
     @abstractmethod
     async def hybrid_rankings(
-        self, info: CollectionInfo, text: str, embedding: list[float], *, candidates: int
+        self,
+        info: CollectionInfo,
+        text: str,
+        embedding: list[float],
+        *,
+        candidates: int,
+        filter: dict[str, list[Any]] | None = None,
     ) -> tuple[list[str], list[str], dict[str, tuple[str, dict[str, Any]]]]:
         """The vector ranking, the full-text ranking (ids, best first) and each id's
         (content, metadata)."""

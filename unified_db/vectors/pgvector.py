@@ -118,12 +118,18 @@ SELECT (SELECT count(*) FROM __schema__.vector_items i
   FROM __schema__.vector_collections c
  WHERE c.id = $2 AND c.namespace = $1
 """
-# Every item of a collection must pass every field of $6 = {"field": [allowed, ...]}.
+
+
+# Every field of the filter parameter {"field": [allowed, ...]} must match; $F is its number.
 _FILTER = """
    AND NOT EXISTS (
-       SELECT 1 FROM jsonb_each($6::jsonb) AS f(key, allowed)
+       SELECT 1 FROM jsonb_each($F::jsonb) AS f(key, allowed)
         WHERE NOT EXISTS (SELECT 1 FROM jsonb_array_elements(f.allowed) AS a(v)
                            WHERE a.v = i.metadata -> f.key))"""
+
+
+def _filter_sql(param: int) -> str:
+    return _FILTER.replace("$F", "$" + str(_ident_int(param)))
 
 
 def _ident_int(value: int) -> int:
@@ -190,7 +196,7 @@ def search_sql(info: CollectionInfo, *, filtered: bool, exact: bool) -> str:
         _CFG + f"(SELECT i.id, i.content, i.metadata, {dist} AS distance"  # noqa: S608 - integers only
         f"   FROM __schema__.vector_items i"
         f"  WHERE i.collection_id = {cid} AND i.namespace = $1 AND (SELECT ok FROM cfg)"
-        f"{_FILTER if filtered else ''}"
+        f"{_filter_sql(6) if filtered else ''}"
         f"  ORDER BY {dist} LIMIT $3)"
         f" UNION ALL"
         f" SELECT NULL, NULL, NULL, NULL FROM __schema__.vector_collections"
@@ -198,24 +204,25 @@ def search_sql(info: CollectionInfo, *, filtered: bool, exact: bool) -> str:
     )
 
 
-def hybrid_sql(info: CollectionInfo) -> str:
+def hybrid_sql(info: CollectionInfo, *, filtered: bool = False) -> str:
     """Both rankings of a hybrid search in one round trip, plus the marker row.
 
     $1 namespace, $2 query vector, $3 candidates per ranking, $4 ef_search, $5 iterative
-    scan mode, $6 text search config, $7 text. Column ``src``: 'v' vector ranking, 't'
-    full-text ranking, 'c' the collection exists.
+    scan mode, $6 text search config, $7 text, $8 filter (when *filtered*). Column
+    ``src``: 'v' vector ranking, 't' full-text ranking, 'c' the collection exists.
     """
     cid = _ident_int(info.id)
     dist = _distance_expr(info, exact=False)
+    flt = _filter_sql(8) if filtered else ""
     return (
         _CFG + f"(SELECT 'v' AS src, i.id, i.content, i.metadata, {dist} AS rank"  # noqa: S608 - integers only
         f"   FROM __schema__.vector_items i"
-        f"  WHERE i.collection_id = {cid} AND i.namespace = $1 AND (SELECT ok FROM cfg)"
+        f"  WHERE i.collection_id = {cid} AND i.namespace = $1 AND (SELECT ok FROM cfg){flt}"
         f"  ORDER BY {dist} LIMIT $3)"
         f" UNION ALL"
         f" (SELECT 't', i.id, i.content, i.metadata, -ts_rank_cd(i.tsv, q)::float8"
         f"   FROM __schema__.vector_items i, websearch_to_tsquery($6::regconfig, $7) AS q"
-        f"  WHERE i.collection_id = {cid} AND i.namespace = $1 AND i.tsv @@ q"
+        f"  WHERE i.collection_id = {cid} AND i.namespace = $1 AND i.tsv @@ q{flt}"
         f"  ORDER BY 5, 2 LIMIT $3)"
         f" UNION ALL"
         f" SELECT 'c', NULL, NULL, NULL, NULL FROM __schema__.vector_collections"
@@ -407,18 +414,26 @@ class PgVectorBackend(VectorBackend):
         ]
 
     async def hybrid_rankings(
-        self, info: CollectionInfo, text: str, embedding: list[float], *, candidates: int
+        self,
+        info: CollectionInfo,
+        text: str,
+        embedding: list[float],
+        *,
+        candidates: int,
+        filter: dict[str, list[Any]] | None = None,
     ) -> tuple[list[str], list[str], dict[str, tuple[str, dict[str, Any]]]]:
-        rows = await self.db._fetch(
-            hybrid_sql(info),
+        args: tuple[Any, ...] = (
             self.db.namespace,
             embedding,
             candidates,
             str(max(candidates, self.db.settings.vector_ef_search)),
-            "off",
+            "relaxed_order" if filter else "off",
             info.text_search_config,
             text,
         )
+        if filter is not None:
+            args += (filter,)
+        rows = await self.db._fetch(hybrid_sql(info, filtered=filter is not None), *args)
         if not any(r["src"] == "c" for r in rows):
             raise StaleCollectionError
         payload: dict[str, tuple[str, dict[str, Any]]] = {}

@@ -293,11 +293,20 @@ class WeaviateBackend(VectorBackend):
         return [hit_from_object(o, info.distance) for o in res.objects]
 
     async def hybrid_rankings(
-        self, info: CollectionInfo, text: str, embedding: list[float], *, candidates: int
+        self,
+        info: CollectionInfo,
+        text: str,
+        embedding: list[float],
+        *,
+        candidates: int,
+        filter: dict[str, list[Any]] | None = None,
     ) -> tuple[list[str], list[str], dict[str, tuple[str, dict[str, Any]]]]:
         col = await self._collection(info)
-        vec = await self._call(col.query.near_vector(near_vector=embedding, limit=candidates))
-        bm25 = await self._call(col.query.bm25(query=text, limit=candidates, query_properties=["content"]))
+        where = build_filter(filter)
+        vec = await self._call(col.query.near_vector(near_vector=embedding, limit=candidates, filters=where))
+        bm25 = await self._call(
+            col.query.bm25(query=text, limit=candidates, query_properties=["content"], filters=where)
+        )
         payload: dict[str, tuple[str, dict[str, Any]]] = {}
         rankings: list[list[str]] = []
         for res in (vec, bm25):
