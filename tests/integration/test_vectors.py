@@ -569,6 +569,7 @@ async def test_reserved_collections_for_memory_snapshots(
 ):
     from unified_db.extensions.vectors import SNAPSHOT_COLLECTION
 
+    assert await db._vector_reserved_check(SNAPSHOT_COLLECTION, unit(1)) == unit(1)
     assert await db._vector_reserved_search(SNAPSHOT_COLLECTION, unit(1)) == []
     assert await db._vector_reserved_delete(SNAPSHOT_COLLECTION, ["s1"]) == 0
     await db._vector_reserved_upsert(
@@ -582,6 +583,9 @@ async def test_reserved_collections_for_memory_snapshots(
     ] == ["s2"]
     assert await other_ns._vector_reserved_search(SNAPSHOT_COLLECTION, unit(1)) == []
     assert await db._vector_reserved_delete(SNAPSHOT_COLLECTION, ["s1"]) == 1
+    for bad in (unit(1)[:3], unit(math.nan), [0.0] * DIM, "x"):  # once it exists, its length counts
+        with pytest.raises(InvalidInputError):
+            await db._vector_reserved_check(SNAPSHOT_COLLECTION, bad)
     # Reserved names are not reachable through the public methods, nor listed as user data.
     with pytest.raises(InvalidInputError):
         await db.vector_count(SNAPSHOT_COLLECTION)

@@ -359,6 +359,27 @@ class VectorMixin(_Base):
             state.collections[collection] = info
         await self._vector_upsert(collection, [{"id": item_id, "embedding": embedding, **fields}])
 
+    async def _vector_reserved_check(self, collection: str, embedding: Any) -> list[float]:
+        """Validate *embedding* for a reserved collection before the caller writes anything
+        of its own: finite numbers, and the collection's length once it exists.
+        Raises InvalidInputError, FeatureUnavailableError (no pgvector)."""
+        vb.check_name(collection, allow_reserved=True)
+        length = len(embedding) if hasattr(embedding, "__len__") else 0
+        vec = vb.check_embedding(embedding, length)
+        state = self._vector_state()
+        info = state.collections.get(collection) or await catalog.get(self, self.namespace, collection)
+        if info is None:
+            await state.backend.check_available()
+            if not 1 <= length <= vb.MAX_HNSW_DIMENSIONS:
+                raise InvalidInputError(
+                    f"embedding must have 1 to {vb.MAX_HNSW_DIMENSIONS} numbers (got {length})"
+                )
+        else:
+            vec = self._vector_query(vec, info)
+        if not any(vec):
+            raise InvalidInputError("embedding is the zero vector, which has no cosine distance to anything")
+        return vec
+
     async def _vector_reserved_search(
         self, collection: str, embedding: Any, *, k: int = 10, filter: dict[str, Any] | None = None
     ) -> list[VectorHit]:
