@@ -643,3 +643,22 @@ async def test_server_without_pgvector_raises_feature_unavailable(db: UnifiedDB,
 def test_random_seed_is_stable():
     # The contract tests compare against numpy's exact ranking of seeded vectors.
     assert random.Random(1).random() == random.Random(1).random()
+
+
+async def test_weaviate_backend_without_a_server_says_what_is_missing(
+    db_dsn: str, monkeypatch: pytest.MonkeyPatch
+):
+    pytest.importorskip("weaviate", reason="weaviate-client is not installed")
+    monkeypatch.delenv("UNIFIED_DB_WEAVIATE_URL", raising=False)
+    async with UnifiedDB(db_dsn, vector_backend="weaviate", max_size=2) as db:
+        assert (await db.health()).ok  # the rest of the instance works
+        with pytest.raises(FeatureUnavailableError, match="UNIFIED_DB_WEAVIATE_URL"):
+            await db.vector_collection_create("docs", DIM)
+        with pytest.raises(FeatureUnavailableError, match="UNIFIED_DB_WEAVIATE_URL"):
+            await db.vector_count("docs")
+    async with UnifiedDB(
+        db_dsn, vector_backend="weaviate", weaviate_url="http://127.0.0.1:1", max_size=2
+    ) as db:
+        with pytest.raises(FeatureUnavailableError, match="cannot reach Weaviate"):
+            await db.vector_collection_create("docs", DIM)
+        assert await db._fetchval("SELECT count(*) FROM __schema__.vector_collections") == 0

@@ -209,6 +209,10 @@ class WeaviateBackend(VectorBackend):
         try:
             await client.connect()
         except Exception as exc:  # the client raises its own many classes
+            try:
+                await client.close()
+            except Exception:  # noqa: BLE001 - the connect error is the one to report
+                pass
             raise FeatureUnavailableError(f"cannot reach Weaviate at {url.geturl()}: {exc}") from exc
         self._client = client
         return client
