@@ -84,6 +84,14 @@ class Settings(BaseModel):
     memory_retention_keep_last: int | None = Field(None, ge=1)
     memory_retention_days: float | None = Field(None, gt=0)
 
+    # vectors
+    vector_backend: Literal["pgvector", "weaviate"] = "pgvector"
+    vector_ef_search: int = Field(100, ge=1, le=1000)
+    vector_upsert_batch_size: int = Field(500, ge=1, le=100_000)
+    vector_index_build_memory: str = Field("512MB", pattern=r"^[1-9][0-9]{0,6}(kB|MB|GB)$")
+    weaviate_url: str | None = None
+    weaviate_api_key: str | None = None
+
     @field_validator("schema_name")
     @classmethod
     def _schema(cls, v: str) -> str:

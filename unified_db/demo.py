@@ -19,6 +19,7 @@ from .demos.memory import memory_section
 from .demos.ops import ops_section
 from .demos.personas import personas_section
 from .demos.sessions import sessions_section
+from .demos.vectors import vectors_section
 
 if TYPE_CHECKING:
     from .db import UnifiedDB
@@ -67,6 +68,7 @@ SECTIONS: list[Section] = [
     memory_section,
     agents_section,
     personas_section,
+    vectors_section,
     ops_section,
 ]
 
