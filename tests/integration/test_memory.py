@@ -11,6 +11,7 @@ import pytest
 
 from unified_db import InvalidInputError, NotFoundError, UnifiedDB
 from unified_db.extensions.memory import MemorySnapshot, SnapshotHit
+from unified_db.monitoring.maintenance import cleanup_steps
 
 COUNT = "SELECT count(*) FROM __schema__.memory_snapshots"
 
@@ -463,7 +464,7 @@ async def test_cleanup_bad_input_deletes_nothing(db: UnifiedDB):
 
 async def test_cleanup_step_uses_the_retention_settings(db_dsn: str):
     async with UnifiedDB(db_dsn, max_size=2) as off:
-        assert "snapshots" in off.cleanup_steps
+        assert "snapshots" in cleanup_steps(off)
         for i in range(4):
             await off.memory_snapshot_create("s", {"i": i})
         assert await off._cleanup_snapshots(dry_run=False, batch_size=10) == 0  # both settings off
