@@ -52,27 +52,38 @@ def channel(schema: str) -> str:
     return ("udb_nearcache_" + schema)[:63]
 
 
-def flush_payload(namespace: str, kind: str) -> str:
-    return orjson.dumps({"ns": namespace, "kind": kind, "all": True}).decode()
+def _header(namespace: str, kind: str, origin: str | None) -> dict[str, str]:
+    head = {"ns": namespace, "kind": kind}
+    if origin is not None:
+        head["origin"] = origin
+    return head
 
 
-def invalidation_payloads(namespace: str, kind: str, keys: Iterable[str] | None) -> list[str]:
+def flush_payload(namespace: str, kind: str, origin: str | None = None) -> str:
+    return orjson.dumps({**_header(namespace, kind, origin), "all": True}).decode()
+
+
+def invalidation_payloads(
+    namespace: str, kind: str, keys: Iterable[str] | None, *, origin: str | None = None
+) -> list[str]:
     """The NOTIFY payloads that drop *keys* of *kind* in *namespace* from every L1.
 
     Keys are packed into as few payloads as fit under :data:`PAYLOAD_LIMIT`; ``None``, a
     key too long for one payload, or more than :data:`MAX_PAYLOADS` payloads give a
-    single "flush kind" payload instead.
+    single "flush kind" payload instead. *origin* (the writer's ``db.instance_id``) lets
+    the writer's own service skip the echo; a writer that sets it must drop its own L1
+    copies itself once the write is done.
     """
     if keys is None:
-        return [flush_payload(namespace, kind)]
-    head = orjson.dumps({"ns": namespace, "kind": kind})[:-1] + b',"keys":['
+        return [flush_payload(namespace, kind, origin)]
+    head = orjson.dumps(_header(namespace, kind, origin))[:-1] + b',"keys":['
     payloads: list[str] = []
     batch: list[bytes] = []
     size = len(head) + 2
     for key in keys:
         enc = orjson.dumps(key)
         if len(head) + len(enc) + 2 > PAYLOAD_LIMIT:
-            return [flush_payload(namespace, kind)]
+            return [flush_payload(namespace, kind, origin)]
         if batch and size + len(enc) + 1 > PAYLOAD_LIMIT:
             payloads.append((head + b",".join(batch) + b"]}").decode())
             batch, size = [], len(head) + 2
@@ -81,32 +92,50 @@ def invalidation_payloads(namespace: str, kind: str, keys: Iterable[str] | None)
     if batch:
         payloads.append((head + b",".join(batch) + b"]}").decode())
     if len(payloads) > MAX_PAYLOADS:
-        return [flush_payload(namespace, kind)]
+        return [flush_payload(namespace, kind, origin)]
     return payloads
 
 
 def parse_payload(payload: str) -> tuple[str, str, list[str] | None] | None:
     """(namespace, kind, keys or None for "all") from a payload; None when it is not ours."""
+    parsed = parse_message(payload)
+    return None if parsed is None else parsed[:3]
+
+
+def parse_message(payload: str) -> tuple[str, str, list[str] | None, str | None] | None:
+    """(namespace, kind, keys or None for "all", origin) from a payload; None when not ours."""
     try:
         msg = orjson.loads(payload)
-        ns, kind = msg["ns"], msg["kind"]
-        if msg.get("all"):
-            return ns, kind, None
-        keys = msg["keys"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+        ns, kind, origin = msg["ns"], msg["kind"], msg.get("origin")
+        keys = None if msg.get("all") else msg["keys"]
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         return None
-    if not isinstance(ns, str) or not isinstance(kind, str) or not isinstance(keys, list):
+    if not isinstance(ns, str) or not isinstance(kind, str) or not isinstance(keys, (list, type(None))):
         return None
-    return ns, kind, [k for k in keys if isinstance(k, str)]
+    if keys is not None:
+        keys = [k for k in keys if isinstance(k, str)]
+    return ns, kind, keys, origin if isinstance(origin, str) else None
 
 
-async def publish(con: Conn, schema: str, namespace: str, kind: str, keys: Iterable[str] | None) -> None:
+async def publish(
+    con: Conn,
+    schema: str,
+    namespace: str,
+    kind: str,
+    keys: Iterable[str] | None,
+    *,
+    origin: str | None = None,
+) -> None:
     """Send the invalidation of *keys* (None: the whole kind) on *con*, inside its transaction.
 
     Call it in the same transaction as the write: PostgreSQL delivers the notification
-    only after commit, and not at all after a rollback. One round trip.
+    only after commit, and not at all after a rollback. With ``origin=db.instance_id``
+    the writer's own L1 ignores the echo, so the writer must call
+    ``service.cache.invalidate(kind, keys)`` itself after the transaction ends (commit
+    or error). One round trip.
     """
-    await con.fetchval(NOTIFY_SQL, channel(schema), invalidation_payloads(namespace, kind, keys))
+    payloads = invalidation_payloads(namespace, kind, keys, origin=origin)
+    await con.fetchval(NOTIFY_SQL, channel(schema), payloads)
 
 
 class NearCache:
@@ -220,6 +249,7 @@ class NearCacheService:
     def __init__(self, db: UnifiedPostgreSQL, max_entries: int, max_ttl: float, ping_interval: float = 2.0):
         self.db = db
         self.namespace = db.namespace
+        self.instance_id = db.instance_id
         self.channel = channel(db.schema)
         self.cache = NearCache(max_entries, max_ttl)
         self.ping_interval = ping_interval
@@ -263,10 +293,12 @@ class NearCacheService:
         return self.available
 
     def _on_notify(self, _con: Any, _pid: int, _channel: str, payload: str) -> None:
-        parsed = parse_payload(payload)
+        parsed = parse_message(payload)
         if parsed is None or parsed[0] != self.namespace:
             return
-        _, kind, keys = parsed
+        _, kind, keys, origin = parsed
+        if origin == self.instance_id:
+            return  # our own write: already dropped here when it finished
         if keys is None:
             self.cache.invalidate_kind(kind)
         else:

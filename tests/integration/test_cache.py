@@ -275,7 +275,9 @@ async def test_get_or_set_sync_loader_errors_and_values(db: UnifiedDB):
         await asyncio.sleep(0.05)
         raise KeyError("x")
 
-    outcomes = await asyncio.gather(*(db.cache_get_or_set("g", boom) for _ in range(5)), return_exceptions=True)
+    outcomes = await asyncio.gather(
+        *(db.cache_get_or_set("g", boom) for _ in range(5)), return_exceptions=True
+    )
     assert all(isinstance(o, KeyError) for o in outcomes)
     assert await db.cache_get_or_set("g", lambda: "second try") == "second try"
 
@@ -326,7 +328,9 @@ BAD_CALLS = [
 ]
 
 
-@pytest.mark.parametrize("method, args, kwargs", BAD_CALLS, ids=[f"{c[0]}-{i}" for i, c in enumerate(BAD_CALLS)])
+@pytest.mark.parametrize(
+    "method, args, kwargs", BAD_CALLS, ids=[f"{c[0]}-{i}" for i, c in enumerate(BAD_CALLS)]
+)
 async def test_bad_input_raises_and_changes_nothing(db: UnifiedDB, method, args, kwargs):
     await seed(db)
     before = await snapshot(db)
@@ -405,7 +409,9 @@ async def test_two_concurrent_sweepers_share_the_work(db_dsn: str):
             " SELECT 'default', 'k' || g, '1', now() - interval '1 second' FROM generate_series(1, 20000) g"
         )
         start = time.monotonic()
-        got = await asyncio.gather(a.cache_cleanup_expired(batch_size=500), b.cache_cleanup_expired(batch_size=500))
+        got = await asyncio.gather(
+            a.cache_cleanup_expired(batch_size=500), b.cache_cleanup_expired(batch_size=500)
+        )
         assert sum(got) == 20000  # every row deleted exactly once
         assert (await a.cache_info()).expired_pending == 0
         assert time.monotonic() - start < 30

@@ -289,3 +289,13 @@ def test_parse_payload_ignores_foreign_messages():
 def test_channel_fits_an_identifier():
     assert channel("unified_db") == "udb_nearcache_unified_db"
     assert len(channel("s" * 63)) == 63
+
+
+def test_payloads_carry_the_origin_so_a_writer_can_skip_its_echo():
+    from unified_db.nearcache import parse_message
+
+    (p,) = invalidation_payloads("ns", "cache", ["a"], origin="me")
+    assert parse_message(p) == ("ns", "cache", ["a"], "me")
+    (f,) = invalidation_payloads("ns", "persona", None, origin="me")
+    assert parse_message(f) == ("ns", "persona", None, "me")
+    assert parse_message(invalidation_payloads("ns", "cache", ["a"])[0])[3] is None

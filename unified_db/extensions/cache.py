@@ -271,17 +271,32 @@ class CacheMixin(_Base):
     def _cache_ttl(self, ttl: object, name: str = "ttl") -> float | None:
         return ttl_seconds(ttl, self.settings.cache_default_ttl, name)
 
+    def _cache_publishing(self) -> bool:
+        publish = self.settings.cache_publish_invalidations
+        return self.settings.cache_local_size > 0 if publish is None else publish
+
     def _cache_payloads(self, keys: Iterable[str] | None) -> list[str]:
         """NOTIFY payloads for a write of *keys* (None: all), or [] when not publishing."""
-        publish = self.settings.cache_publish_invalidations
-        if publish is None:
-            publish = self.settings.cache_local_size > 0
-        if not publish:
+        if not self._cache_publishing():
             return []
-        return nearcache.invalidation_payloads(self.namespace, KIND, keys)
+        return nearcache.invalidation_payloads(self.namespace, KIND, keys, origin=self.instance_id)
 
     def _cache_channel(self) -> str:
         return nearcache.channel(self.schema)
+
+    async def _cache_write(self, query: str, *args: Any, keys: list[str] | None) -> Any:
+        """Run a one-statement write whose last two parameters are the NOTIFY channel and payloads.
+
+        This process's L1 copies are dropped after the statement, whatever its outcome (a
+        write may have committed even when its answer was lost), since this process
+        ignores the echo of its own notifications.
+        """
+        try:
+            return await self._fetchval(
+                query, *args, self._cache_channel(), self._cache_payloads(keys), write=True
+            )
+        finally:
+            self._cache_local_drop(keys)
 
     def _cache_local_drop(self, keys: Iterable[str] | None) -> None:
         """Drop this process's L1 copies at once (the NOTIFY echo comes a little later)."""
@@ -333,19 +348,7 @@ class CacheMixin(_Base):
         seconds = self._cache_ttl(ttl)
         tag_list = check_tags(tags)
         data, is_bytes = encode_value(value, self.settings.cache_max_value_bytes)
-        await self._fetchrow(
-            SET_SQL,
-            self.namespace,
-            key,
-            data,
-            is_bytes,
-            tag_list,
-            seconds,
-            self._cache_channel(),
-            self._cache_payloads((key,)),
-            write=True,
-        )
-        self._cache_local_drop((key,))
+        await self._cache_write(SET_SQL, self.namespace, key, data, is_bytes, tag_list, seconds, keys=[key])
 
     @operation("cache_get")
     async def cache_get(self, key: str, default: Any = None) -> Any:
@@ -362,11 +365,7 @@ class CacheMixin(_Base):
     async def cache_delete(self, key: str) -> bool:
         """Remove *key*; True when a live entry was removed. One round trip."""
         key = check_key(key)
-        n = await self._fetchval(
-            DELETE_SQL, self.namespace, [key], self._cache_channel(), self._cache_payloads((key,)), write=True
-        )
-        self._cache_local_drop((key,))
-        return bool(n)
+        return bool(await self._cache_write(DELETE_SQL, self.namespace, [key], keys=[key]))
 
     @operation("cache_exists")
     async def cache_exists(self, key: str) -> bool:
@@ -405,19 +404,9 @@ class CacheMixin(_Base):
         tag_list = check_tags(tags)
         if not keys:
             return 0
-        n = await self._fetchval(
-            SET_MANY_SQL,
-            self.namespace,
-            keys,
-            values,
-            flags,
-            tag_list,
-            seconds,
-            self._cache_channel(),
-            self._cache_payloads(keys),
-            write=True,
+        n = await self._cache_write(
+            SET_MANY_SQL, self.namespace, keys, values, flags, tag_list, seconds, keys=keys
         )
-        self._cache_local_drop(keys)
         return int(n)
 
     @operation("cache_delete_many")
@@ -426,16 +415,7 @@ class CacheMixin(_Base):
         doomed = check_keys(keys)
         if not doomed:
             return 0
-        n = await self._fetchval(
-            DELETE_SQL,
-            self.namespace,
-            doomed,
-            self._cache_channel(),
-            self._cache_payloads(doomed),
-            write=True,
-        )
-        self._cache_local_drop(doomed)
-        return int(n)
+        return int(await self._cache_write(DELETE_SQL, self.namespace, doomed, keys=doomed))
 
     # ------------------------------------------------------------------ TTL
 
@@ -449,17 +429,7 @@ class CacheMixin(_Base):
         if ttl is None:
             raise InvalidInputError("ttl must be seconds or a timedelta; use cache_persist() to remove a TTL")
         seconds = ttl_seconds(ttl)
-        n = await self._fetchval(
-            TOUCH_SQL,
-            self.namespace,
-            key,
-            seconds,
-            self._cache_channel(),
-            self._cache_payloads((key,)),
-            write=True,
-        )
-        self._cache_local_drop((key,))
-        return bool(n)
+        return bool(await self._cache_write(TOUCH_SQL, self.namespace, key, seconds, keys=[key]))
 
     @operation("cache_ttl")
     async def cache_ttl(self, key: str) -> float | None:
@@ -479,11 +449,7 @@ class CacheMixin(_Base):
     async def cache_persist(self, key: str) -> bool:
         """Remove the TTL of a live *key*; True when it had one (as Redis PERSIST). One round trip."""
         key = check_key(key)
-        n = await self._fetchval(
-            PERSIST_SQL, self.namespace, key, self._cache_channel(), self._cache_payloads((key,)), write=True
-        )
-        self._cache_local_drop((key,))
-        return bool(n)
+        return bool(await self._cache_write(PERSIST_SQL, self.namespace, key, keys=[key]))
 
     # ------------------------------------------------------------------ counters
 
@@ -500,16 +466,7 @@ class CacheMixin(_Base):
         delta = check_delta(delta)
         seconds = self._cache_ttl(ttl)
         try:
-            n = await self._fetchval(
-                INCR_SQL,
-                self.namespace,
-                key,
-                delta,
-                seconds,
-                self._cache_channel(),
-                self._cache_payloads((key,)),
-                write=True,
-            )
+            n = await self._cache_write(INCR_SQL, self.namespace, key, delta, seconds, keys=[key])
         except UnifiedDBError as exc:
             code = getattr(exc.__cause__, "sqlstate", None)
             if code in _NOT_AN_INTEGER:
@@ -519,7 +476,6 @@ class CacheMixin(_Base):
                     f"cache_incr: {key!r} + {delta} leaves the signed 64-bit integer range"
                 ) from exc
             raise
-        self._cache_local_drop((key,))
         return int(n)
 
     # ------------------------------------------------------------------ tags
@@ -542,14 +498,18 @@ class CacheMixin(_Base):
         the near-cache, since the removed keys are known only after the delete.
         """
         doomed = check_tags(tags, required=True)
-        if not self._cache_payloads(()):
-            rows = await self._fetch(INVALIDATE_TAGS_SQL, self.namespace, doomed, write=True)
-        else:
-            async with self._transaction() as con:
-                rows = await con.fetch(INVALIDATE_TAGS_SQL, self.namespace, doomed)
-                keys = [r["key"] for r in rows]
-                if keys:
-                    await con.fetchval(NOTIFY_SQL, self._cache_channel(), self._cache_payloads(keys))
+        try:
+            if not self._cache_publishing():
+                rows = await self._fetch(INVALIDATE_TAGS_SQL, self.namespace, doomed, write=True)
+            else:
+                async with self._transaction() as con:
+                    rows = await con.fetch(INVALIDATE_TAGS_SQL, self.namespace, doomed)
+                    keys = [r["key"] for r in rows]
+                    if keys:
+                        await con.fetchval(NOTIFY_SQL, self._cache_channel(), self._cache_payloads(keys))
+        except BaseException:
+            self._cache_local_drop(None)  # which keys went is unknown: drop them all
+            raise
         self._cache_local_drop([r["key"] for r in rows])
         return sum(1 for r in rows if r["live"])
 
@@ -609,6 +569,14 @@ class CacheMixin(_Base):
         return value
 
     async def _cache_load(self, key: str, loader: Loader, seconds: float | None, tags: list[str]) -> Any:
+        try:
+            return await self._cache_load_locked(key, loader, seconds, tags)
+        finally:
+            self._cache_local_drop((key,))
+
+    async def _cache_load_locked(
+        self, key: str, loader: Loader, seconds: float | None, tags: list[str]
+    ) -> Any:
         async with self._transaction() as con:
             await con.execute(LOCK_SQL, f"unified_db:cache:{self.schema}:{self.namespace}\x1f{key}")
             row = await con.fetchrow(GET_SQL, self.namespace, key)
@@ -629,7 +597,6 @@ class CacheMixin(_Base):
                 self._cache_channel(),
                 self._cache_payloads((key,)),
             )
-        self._cache_local_drop((key,))
         return decode_value(data, is_bytes)
 
     # ------------------------------------------------------------------ namespace-wide
@@ -640,11 +607,7 @@ class CacheMixin(_Base):
 
         One round trip; cost grows with the namespace's size.
         """
-        n = await self._fetchval(
-            CLEAR_SQL, self.namespace, self._cache_channel(), self._cache_payloads(None), write=True
-        )
-        self._cache_local_drop(None)
-        return int(n)
+        return int(await self._cache_write(CLEAR_SQL, self.namespace, keys=None))
 
     @operation("cache_cleanup_expired")
     async def cache_cleanup_expired(self, batch_size: int = 10_000) -> int:
