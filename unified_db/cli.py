@@ -143,6 +143,11 @@ def demo(dsn: DsnOpt = None, schema: SchemaOpt = None) -> None:
     run(dsn, schema, go, namespace="demo")
 
 
+from .cli_cache import app as _cache_app  # noqa: E402 - needs run() above
+
+app.add_typer(_cache_app, name="cache")
+
+
 def main() -> None:
     app()
 

@@ -479,3 +479,43 @@ async def test_info_counts_hits_and_misses(db: UnifiedDB):
     assert info.hit_ratio == pytest.approx(0.4)
     assert info.local_enabled is False and info.entries == 1 and info.bytes == 2
     assert db.get_stats()["operations"]["cache_get"]["count"] == 2
+
+
+# ------------------------------------------------------------------ demo and CLI
+
+
+async def test_demo_section_runs_twice(db: UnifiedDB):
+    import io
+
+    from rich.console import Console
+
+    from unified_db.demo import DemoOutput, cache_section
+
+    buf = io.StringIO()
+    out = DemoOutput(Console(file=buf, width=200))
+    await db.cache_set("user-data", "kept")
+    await cache_section(db, out)
+    await cache_section(db, out)
+    text = buf.getvalue()
+    assert text.count("loader ran 1 time(s)") == 2
+    assert "<expired>" in text and "-> Grace" in text
+    assert await db.cache_get("user-data") == "kept"  # the demo touches only its own keys
+
+
+def test_cli_cache_commands(db_dsn: str):
+    from typer.testing import CliRunner
+
+    from unified_db.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["cache", "durable", "on", "--dsn", db_dsn])
+    assert result.exit_code == 0, result.output
+    assert "logged (durable)" in result.output
+    result = runner.invoke(app, ["cache", "info", "--dsn", db_dsn])
+    assert result.exit_code == 0 and "durable" in result.output and "True" in result.output
+    result = runner.invoke(app, ["cache", "durable", "off", "--dsn", db_dsn])
+    assert "UNLOGGED" in result.output
+    result = runner.invoke(app, ["cache", "cleanup", "--dsn", db_dsn])
+    assert result.exit_code == 0 and "deleted 0 expired entries" in result.output
+    result = runner.invoke(app, ["cache", "durable", "maybe", "--dsn", db_dsn])
+    assert result.exit_code == 2
