@@ -519,3 +519,15 @@ def test_cli_cache_commands(db_dsn: str):
     assert result.exit_code == 0 and "deleted 0 expired entries" in result.output
     result = runner.invoke(app, ["cache", "durable", "maybe", "--dsn", db_dsn])
     assert result.exit_code == 2
+
+
+async def test_the_docs_example_runs(db_dsn: str):
+    import pathlib
+    import re
+
+    doc = (pathlib.Path(__file__).parents[2] / "docs" / "cache.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    code = code.replace("UnifiedDB()", f"UnifiedDB({db_dsn!r})").replace("asyncio.run(main())", "")
+    namespace: dict = {}
+    exec(compile(code, "docs/cache.md", "exec"), namespace)  # noqa: S102 - our own docs
+    await namespace["main"]()
