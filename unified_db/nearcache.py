@@ -271,9 +271,7 @@ class NearCacheService:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="unified_db-nearcache")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._ready.wait()), self.db.settings.connect_timeout)
-        if not self.available:
+        if not await self.wait_available(self.db.settings.connect_timeout):
             log.warning("near-cache: listener not connected yet; L1 stays off until it is")
 
     async def close(self) -> None:

@@ -531,3 +531,17 @@ async def test_the_docs_example_runs(db_dsn: str):
     namespace: dict = {}
     exec(compile(code, "docs/cache.md", "exec"), namespace)  # noqa: S102 - our own docs
     await namespace["main"]()
+
+
+async def test_writes_trigger_eviction_without_counting_every_write(db_dsn: str):
+    async with UnifiedDB(db_dsn, cache_max_entries=100, max_size=3) as db:
+        runtime = db._component("cache")
+        for i in range(99):
+            await db.cache_set(f"k{i}", i)
+        assert runtime.evictions == 0  # below the check interval: no pass, no count
+        await db.cache_set_many({f"m{i}": i for i in range(150)})
+        await runtime.idle()
+        assert runtime.evictions == 1
+        info = await db.cache_info()
+        assert info.entries == 100
+        assert await db.cache_get("k0") is None and await db.cache_get("m149") == 149

@@ -299,3 +299,13 @@ def test_payloads_carry_the_origin_so_a_writer_can_skip_its_echo():
     (f,) = invalidation_payloads("ns", "persona", None, origin="me")
     assert parse_message(f) == ("ns", "persona", None, "me")
     assert parse_message(invalidation_payloads("ns", "cache", ["a"])[0])[3] is None
+
+
+def test_eviction_check_interval():
+    from unified_db.extensions.cache import eviction_check_every
+
+    assert eviction_check_every(None, None) is None
+    assert eviction_check_every(None, 10_000) == 1000
+    assert eviction_check_every(50, None) == 100
+    assert eviction_check_every(20_000, None) == 2000
+    assert eviction_check_every(10**9, 5) == 10_000

@@ -17,6 +17,7 @@ class DBProtocol(Protocol):
     settings: Settings
     namespace: str
     schema: str
+    instance_id: str
     _stats: Stats
 
     def _sql(self, query: str) -> str: ...

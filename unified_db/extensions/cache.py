@@ -211,18 +211,56 @@ class CacheInfo(BaseModel):
     local_hit_ratio: float | None
 
 
+def eviction_check_every(max_entries: int | None, max_bytes: int | None) -> int | None:
+    """Entries written by this process between two checks of the size bounds (None: no bounds).
+
+    A tenth of ``max_entries`` (100 to 10,000), so the bound is overshot by about 10 % per
+    writing process at most, and the count it costs is paid once per many writes.
+    """
+    if max_entries is None and max_bytes is None:
+        return None
+    if max_entries is None:
+        return 1000
+    return max(100, min(max_entries // 10, 10_000))
+
+
 class CacheRuntime:
-    """The cache's component: in-process single-flight, the optional sweeper, durability.
+    """The cache's component: single flight, write-triggered eviction, the sweeper, durability.
 
     Always on (the single-flight map is needed by ``cache_get_or_set``); the sweeper task
-    runs only when ``cache_sweep_interval`` > 0.
+    runs only when ``cache_sweep_interval`` > 0, eviction only with size bounds.
     """
 
     def __init__(self, db: UnifiedPostgreSQL):
         self.db = db
         self.flights: dict[str, asyncio.Future[Any]] = {}
         self.sweeps = 0
+        self.evictions = 0
         self._task: asyncio.Task[None] | None = None
+        self._evict_every = eviction_check_every(db.settings.cache_max_entries, db.settings.cache_max_bytes)
+        self._written = 0
+        self._evicting: asyncio.Task[None] | None = None
+
+    def note_writes(self, n: int) -> None:
+        """Count entries written; start one background eviction pass every so many."""
+        if self._evict_every is None:
+            return
+        self._written += n
+        if self._written >= self._evict_every and (self._evicting is None or self._evicting.done()):
+            self._written = 0
+            self._evicting = asyncio.create_task(self._evict(), name="cache-evict")
+
+    async def _evict(self) -> None:
+        try:
+            await self.db._cache_evict(10_000, dry_run=False)  # type: ignore[attr-defined]
+            self.evictions += 1
+        except UnifiedDBError as exc:  # the next pass (or the cleanup command) catches up
+            log.warning("cache eviction: %s", exc)
+
+    async def idle(self) -> None:
+        """Wait for a running eviction pass (tests)."""
+        if self._evicting is not None:
+            await self._evicting
 
     async def start(self) -> None:
         s = self.db.settings
@@ -232,11 +270,12 @@ class CacheRuntime:
             self._task = asyncio.create_task(self._sweep_loop(s.cache_sweep_interval), name="cache-sweeper")
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._task, self._evicting):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._evicting = None
 
     async def _ensure_logged(self) -> None:
         if not await self.db._fetchval(PERSISTENCE_SQL):
@@ -298,6 +337,11 @@ class CacheMixin(_Base):
         finally:
             self._cache_local_drop(keys)
 
+    def _cache_note_writes(self, n: int) -> None:
+        runtime: CacheRuntime | None = self._component("cache")
+        if runtime is not None:
+            runtime.note_writes(n)
+
     def _cache_local_drop(self, keys: Iterable[str] | None) -> None:
         """Drop this process's L1 copies at once (the NOTIFY echo comes a little later)."""
         svc = self._component("nearcache")
@@ -349,6 +393,7 @@ class CacheMixin(_Base):
         tag_list = check_tags(tags)
         data, is_bytes = encode_value(value, self.settings.cache_max_value_bytes)
         await self._cache_write(SET_SQL, self.namespace, key, data, is_bytes, tag_list, seconds, keys=[key])
+        self._cache_note_writes(1)
 
     @operation("cache_get")
     async def cache_get(self, key: str, default: Any = None) -> Any:
@@ -407,6 +452,7 @@ class CacheMixin(_Base):
         n = await self._cache_write(
             SET_MANY_SQL, self.namespace, keys, values, flags, tag_list, seconds, keys=keys
         )
+        self._cache_note_writes(len(keys))
         return int(n)
 
     @operation("cache_delete_many")
@@ -570,9 +616,11 @@ class CacheMixin(_Base):
 
     async def _cache_load(self, key: str, loader: Loader, seconds: float | None, tags: list[str]) -> Any:
         try:
-            return await self._cache_load_locked(key, loader, seconds, tags)
+            value = await self._cache_load_locked(key, loader, seconds, tags)
         finally:
             self._cache_local_drop((key,))
+        self._cache_note_writes(1)
+        return value
 
     async def _cache_load_locked(
         self, key: str, loader: Loader, seconds: float | None, tags: list[str]
