@@ -545,3 +545,17 @@ async def test_writes_trigger_eviction_without_counting_every_write(db_dsn: str)
         info = await db.cache_info()
         assert info.entries == 100
         assert await db.cache_get("k0") is None and await db.cache_get("m149") == 149
+
+
+async def test_a_full_pool_times_out_with_pool_timeout_error(db_dsn: str):
+    from unified_db import PoolTimeoutError
+
+    async with UnifiedDB(db_dsn, min_size=1, max_size=1, acquire_timeout=0.3) as db:
+        await db.cache_set("k", 1)
+        async with db._acquire():
+            start = time.monotonic()
+            with pytest.raises(PoolTimeoutError, match="acquire_timeout"):
+                await db.cache_get("k")
+            assert 0.25 < time.monotonic() - start < 3
+        assert await db.cache_get("k") == 1  # the pool is intact afterwards
+        assert db.get_stats()["acquire_timeouts"] == 1
