@@ -408,13 +408,19 @@ class CacheMixin(_Base):
 
     @operation("cache_delete")
     async def cache_delete(self, key: str) -> bool:
-        """Remove *key*; True when a live entry was removed. One round trip."""
+        """Remove *key*; True when a live entry was removed.
+
+        Raises InvalidInputError for a bad key. One round trip.
+        """
         key = check_key(key)
         return bool(await self._cache_write(DELETE_SQL, self.namespace, [key], keys=[key]))
 
     @operation("cache_exists")
     async def cache_exists(self, key: str) -> bool:
-        """True when *key* holds a live (unexpired) entry. One round trip."""
+        """True when *key* holds a live (unexpired) entry.
+
+        Raises InvalidInputError for a bad key. One round trip.
+        """
         key = check_key(key)
         return bool(await self._fetchval(EXISTS_SQL, self.namespace, key))
 
@@ -457,7 +463,11 @@ class CacheMixin(_Base):
 
     @operation("cache_delete_many")
     async def cache_delete_many(self, keys: Iterable[str]) -> int:
-        """Remove *keys*; returns how many live entries were removed. One round trip."""
+        """Remove *keys*; returns how many live entries were removed.
+
+        Raises InvalidInputError when *keys* is a bare str or holds a bad key (nothing
+        removed). One round trip (none for an empty list).
+        """
         doomed = check_keys(keys)
         if not doomed:
             return 0
@@ -469,7 +479,8 @@ class CacheMixin(_Base):
     async def cache_touch(self, key: str, ttl: int | float | timedelta) -> bool:
         """Give a live *key* a new TTL without rewriting its value; False when it is missing.
 
-        ``ttl`` is required (use ``cache_persist`` to remove a TTL). One round trip.
+        ``ttl`` is required (use ``cache_persist`` to remove a TTL). Raises
+        InvalidInputError for a bad key or ttl. One round trip.
         """
         key = check_key(key)
         if ttl is None:
@@ -493,7 +504,10 @@ class CacheMixin(_Base):
 
     @operation("cache_persist")
     async def cache_persist(self, key: str) -> bool:
-        """Remove the TTL of a live *key*; True when it had one (as Redis PERSIST). One round trip."""
+        """Remove the TTL of a live *key*; True when it had one (as Redis PERSIST).
+
+        Raises InvalidInputError for a bad key. One round trip.
+        """
         key = check_key(key)
         return bool(await self._cache_write(PERSIST_SQL, self.namespace, key, keys=[key]))
 
@@ -530,7 +544,8 @@ class CacheMixin(_Base):
     async def cache_get_by_tags(self, tags: Iterable[str], *, match_all: bool = False) -> dict[str, Any]:
         """{key: value} of live entries carrying any of *tags* (all of them with ``match_all``).
 
-        Served by the GIN index on tags. One round trip.
+        Served by the GIN index on tags. Raises InvalidInputError when *tags* is empty, a
+        bare str, or holds a bad tag. One round trip.
         """
         wanted = check_tags(tags, required=True)
         rows = await self._fetch(TAGS_ALL_SQL if match_all else TAGS_ANY_SQL, self.namespace, wanted)
@@ -541,7 +556,8 @@ class CacheMixin(_Base):
         """Remove every entry carrying any of *tags*; returns how many live entries went.
 
         One round trip; two (in one transaction) when invalidations are published for
-        the near-cache, since the removed keys are known only after the delete.
+        the near-cache, since the removed keys are known only after the delete. Raises
+        InvalidInputError when *tags* is empty, a bare str, or holds a bad tag.
         """
         doomed = check_tags(tags, required=True)
         try:
@@ -662,7 +678,8 @@ class CacheMixin(_Base):
         """Delete this namespace's expired entries, *batch_size* rows per statement; returns the count.
 
         Batches lock with SKIP LOCKED, so concurrent sweepers share the work and readers
-        never wait. One round trip per batch.
+        never wait. Raises InvalidInputError when *batch_size* is not an int >= 1. One
+        round trip per batch.
         """
         batch_size = check_batch_size(batch_size)
         return await self._cache_sweep(batch_size)
