@@ -559,3 +559,17 @@ async def test_a_full_pool_times_out_with_pool_timeout_error(db_dsn: str):
             assert 0.25 < time.monotonic() - start < 3
         assert await db.cache_get("k") == 1  # the pool is intact afterwards
         assert db.get_stats()["acquire_timeouts"] == 1
+
+
+async def test_eviction_counts_and_evicts_only_its_namespace(db_dsn: str):
+    async with (
+        UnifiedDB(db_dsn, cache_max_entries=3, max_size=2) as bounded,
+        UnifiedDB(db_dsn, namespace="other", max_size=2) as other,
+    ):
+        await other.cache_set_many({f"o{i}": i for i in range(10)})
+        await bounded.cache_set_many({f"b{i}": i for i in range(3)})
+        assert await bounded._cleanup_cache(dry_run=False, batch_size=100) == 0  # 3 <= 3
+        await bounded.cache_set("b3", 3)
+        assert await bounded._cleanup_cache(dry_run=False, batch_size=100) == 1
+        assert (await other.cache_info()).entries == 10
+        assert (await bounded.cache_info()).entries == 3
