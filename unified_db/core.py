@@ -404,16 +404,32 @@ class UnifiedPostgreSQL:
         pool = self._require_pool()
         self._stats.incr(st.REQUESTS_NUM)
         retried = False
+        stale = 0
         while True:
             con = await self._acquire_raw(pool)
             try:
                 return await getattr(con, method)(sql, *args, timeout=timeout)
             except Exception as exc:
-                if not write and not retried and is_connection_lost(exc):
+                lost = is_connection_lost(exc)
+                # A pooled connection whose backend was killed while idle is sometimes
+                # noticed only when used, as an InternalClientError ("cannot switch to
+                # state ..."), after which it is closed. Each idle connection can be such a
+                # corpse, so a read moves on to the next one (at most a pool's worth).
+                closed = not lost and con.is_closed()
+                if not write and closed and stale < pool.get_max_size():
+                    stale += 1
+                    self._stats.incr(st.RETRIES)
+                    continue
+                if not write and not retried and lost:
                     retried = True
                     self._stats.incr(st.RETRIES)
                     continue
                 self._stats.incr(st.REQUESTS_ERRORS)
+                if closed:
+                    raise DatabaseUnavailableError(
+                        f"query: the database connection was lost ({exc.__class__.__name__}: {exc}); "
+                        "check that the server is up, then retry"
+                    ) from exc
                 raise map_driver_error(exc) from exc
             finally:
                 await pool.release(con)
