@@ -22,8 +22,15 @@ MAX_TTL_SECONDS = 100 * 365.25 * 86400
 _BYTES_TYPES = (bytes, bytearray, memoryview)
 
 
+def _plain_key(key: object) -> bool:
+    """The common case, checked cheaply: ASCII (so bytes == characters, no surrogates)."""
+    return type(key) is str and key.isascii() and 0 < len(key) <= MAX_KEY_BYTES and "\x00" not in key
+
+
 def check_key(key: object, name: str = "key") -> str:
     """*key* if it is a usable cache key, else InvalidInputError naming *name*."""
+    if _plain_key(key):
+        return key  # type: ignore[return-value]
     if not isinstance(key, str):
         raise InvalidInputError(f"{name} must be a str, got {type(key).__name__}")
     if not key:
@@ -45,7 +52,7 @@ def check_keys(keys: object, name: str = "keys") -> list[str]:
         raise InvalidInputError(
             f"{name} must be an iterable of str keys (a list, tuple or set), not a bare value"
         )
-    out = [check_key(k, f"{name}[{i}]") for i, k in enumerate(keys)]
+    out = [k if _plain_key(k) else check_key(k, f"{name}[{i}]") for i, k in enumerate(keys)]
     return list(dict.fromkeys(out))  # duplicates would make one upsert touch a row twice
 
 
