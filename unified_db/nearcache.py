@@ -261,7 +261,10 @@ class NearCacheService:
 
     @property
     def available(self) -> bool:
-        return self.cache.available
+        """True while invalidations are being received (the L1 may be used)."""
+        con = self._con
+        # The socket may be known closed a loop turn before the termination callback runs.
+        return self.cache.available and con is not None and not con.is_closed()
 
     @property
     def backend_pid(self) -> int | None:
