@@ -154,9 +154,11 @@ def demo(dsn: DsnOpt = None, schema: SchemaOpt = None) -> None:
 # Feature commands register themselves on `app`; imported last because they need it.
 from . import cli_memory, cli_ops, cli_sessions  # noqa: E402,F401 - each registers its commands
 from .cli_agents import app as agents_app  # noqa: E402
+from .cli_cache import app as cache_app  # noqa: E402
 from .cli_personas import app as personas_app  # noqa: E402
 from .cli_vectors import app as vectors_app  # noqa: E402
 
+app.add_typer(cache_app, name="cache")
 app.add_typer(agents_app, name="agents")
 app.add_typer(personas_app, name="personas")
 app.add_typer(vectors_app, name="vectors")

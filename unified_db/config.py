@@ -69,6 +69,8 @@ class Settings(BaseModel):
     cache_max_entries: int | None = Field(None, gt=0)
     cache_max_bytes: int | None = Field(None, gt=0)
     cache_sweep_interval: float = Field(0.0, ge=0)
+    # None: publish near-cache invalidations when this process has a near-cache itself
+    cache_publish_invalidations: bool | None = None
 
     # sessions
     session_idle_timeout: float = Field(1800.0, gt=0)

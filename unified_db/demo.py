@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .demos.agents import agents_section
+from .demos.cache import cache_section
 from .demos.memory import memory_section
 from .demos.ops import ops_section
 from .demos.personas import personas_section
@@ -64,6 +65,7 @@ Section = Callable[["UnifiedDB", DemoOutput], Awaitable[None]]
 
 SECTIONS: list[Section] = [
     foundation_section,
+    cache_section,
     sessions_section,
     memory_section,
     agents_section,
