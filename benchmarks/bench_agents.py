@@ -21,11 +21,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from unified_db import UnifiedDB
-from unified_db.codecs import register_json_codecs
 from unified_db.extensions import agents as ag
 from unified_db.integrations import langgraph as lg
 
-from .common import Context, Row, interleaved
+from .common import Context, Row, interleaved, raw_pool
 
 SECTION_LG = "LangGraph checkpointer"
 SECTION_WF = "workflow runs"
@@ -97,7 +96,7 @@ async def run(ctx: Context) -> list[Row]:
     rows: list[Row] = []
     try:
         async with UnifiedDB(dsn, namespace="bench", min_size=POOL, max_size=POOL) as db:
-            floor = await asyncpg.create_pool(dsn, min_size=POOL, max_size=POOL, init=register_json_codecs)
+            floor = await raw_pool(dsn, POOL)
             try:
                 rows += await _langgraph(ctx, db, floor, dsn)
                 rows += await _claims(ctx, db, floor)

@@ -18,11 +18,10 @@ import asyncpg
 import orjson
 
 from unified_db import UnifiedDB
-from unified_db.codecs import register_json_codecs
 from unified_db.extensions.cache import GET_MANY_SQL, GET_SQL, SET_SQL
 from unified_db.migrate import render
 
-from .common import Context, Row, interleaved, latencies, pct, redis_client
+from .common import Context, Row, interleaved, latencies, pct, raw_pool, redis_client
 
 SCHEMA = "bench_cache"
 
@@ -73,7 +72,7 @@ async def run(ctx: Context) -> list[Row]:
     if redis is None:
         ctx.notes.append(f"cache: redis-py columns skipped: {why}")
     async with UnifiedDB(dsn, schema=SCHEMA, min_size=POOL, max_size=POOL) as db:
-        raw = await asyncpg.create_pool(dsn, min_size=POOL, max_size=POOL, init=register_json_codecs)
+        raw = await raw_pool(dsn, POOL)
         try:
             rows += await _hot_path(ctx, db, raw, redis)
             rows += await _near_cache(ctx, dsn, redis)

@@ -19,10 +19,9 @@ import asyncpg
 import orjson
 
 from unified_db import UnifiedDB
-from unified_db.codecs import register_json_codecs
 from unified_db.extensions import memory as mem
 
-from .common import Context, Row, interleaved, latencies, pct
+from .common import Context, Row, interleaved, latencies, pct, raw_pool
 
 SECTION = "memory snapshots"
 POOL = 4
@@ -115,7 +114,7 @@ async def run(ctx: Context) -> list[Row]:
     rows: list[Row] = []
     try:
         async with UnifiedDB(dsn, namespace="bench", min_size=POOL, max_size=POOL) as db:
-            floor = await asyncpg.create_pool(dsn, min_size=POOL, max_size=POOL, init=register_json_codecs)
+            floor = await raw_pool(dsn, POOL)
             try:
                 rows += await _create_and_latest(ctx, db, floor)
                 rows += await _search(ctx, db, floor)

@@ -7,13 +7,11 @@ import asyncio
 import statistics
 import time
 
-import asyncpg
-
 from unified_db import UnifiedDB
 from unified_db.extensions.pool import BACKENDS_SQL, StatsFlusher
 from unified_db.monitoring.collect import Collector
 
-from .common import Context, Row, interleaved, latencies, pct, redis_client
+from .common import Context, Row, interleaved, latencies, pct, raw_pool, redis_client
 
 SECTION = "ops: pool diagnostics and monitoring"
 POOL = 8
@@ -25,7 +23,7 @@ async def run(ctx: Context) -> list[Row]:
     redis, why = await redis_client(ctx.redis_url)
     if redis is None:
         ctx.notes.append(f"ops: no Redis peer ({why})")
-    floor = await asyncpg.create_pool(ctx.dsn, min_size=POOL, max_size=POOL)
+    floor = await raw_pool(ctx.dsn, POOL, codecs=False)
     try:
         async with UnifiedDB(ctx.dsn, min_size=POOL, max_size=POOL, namespace="bench_ops") as db:
             app = db.settings.application_name

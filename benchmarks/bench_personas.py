@@ -13,13 +13,10 @@ import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
-
 from unified_db import UnifiedDB
-from unified_db.codecs import register_json_codecs
 from unified_db.extensions import personas as P
 
-from .common import Context, Row, interleaved, pct
+from .common import Context, Row, interleaved, pct, raw_pool
 
 NAMESPACE = "bench"
 TYPES = ["standard", "enhanced-development", "meta-orchestration", "metrics-intelligence"]
@@ -91,7 +88,7 @@ async def run(ctx: Context) -> list[Row]:
     rows: list[Row] = []
     db = UnifiedDB(dsn, namespace=NAMESPACE, min_size=POOL, max_size=POOL)
     await db.open()
-    raw = await asyncpg.create_pool(dsn, min_size=POOL, max_size=POOL, init=register_json_codecs)
+    raw = await raw_pool(dsn, POOL)
     try:
         get_sql = db._sql(P._GET)
         list_sql = db._sql(P._LIST_BY_TYPE)

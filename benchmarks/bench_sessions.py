@@ -18,14 +18,12 @@ import hashlib
 import itertools
 from datetime import timedelta
 
-import asyncpg
 import orjson
 
 from unified_db import UnifiedDB
-from unified_db.codecs import register_json_codecs
 from unified_db.extensions.sessions import SQL_GET_BY_TOKEN_TOUCH
 
-from .common import Context, Row, interleaved, redis_client
+from .common import Context, Row, interleaved, raw_pool, redis_client
 
 SCHEMA = "bench_sessions"
 NAMESPACE = "bench"
@@ -63,9 +61,7 @@ async def run(ctx: Context) -> list[Row]:
                         pipe.set(f"bench:session:{t}", orjson.dumps({"user_id": f"user-{i % 500}", "n": 1}))
                     await pipe.execute()
                 # The same orjson jsonb codec as unified_db, so both decode the data alike.
-                pool = await asyncpg.create_pool(
-                    ctx.dsn, min_size=POOL, max_size=POOL, init=register_json_codecs
-                )
+                pool = await raw_pool(ctx.dsn, POOL)
                 sql = db._sql(SQL_GET_BY_TOKEN_TOUCH)
                 interval = timedelta(seconds=touch_interval)
                 try:

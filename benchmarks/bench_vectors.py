@@ -16,10 +16,9 @@ import asyncpg
 import numpy as np
 
 from unified_db import UnifiedDB
-from unified_db.codecs import register_json_codecs
 from unified_db.vectors.pgvector import UPSERT, search_sql
 
-from .common import Context, Row, interleaved, rate
+from .common import Context, Row, interleaved, rate, raw_pool
 
 DIMS = 384
 POOL = 4
@@ -54,7 +53,7 @@ async def run(ctx: Context) -> list[Row]:
     rows: list[Row] = []
     try:
         async with UnifiedDB(dsn, min_size=POOL, max_size=POOL, namespace="bench") as db:
-            floor = await asyncpg.create_pool(dsn, min_size=POOL, max_size=POOL, init=register_json_codecs)
+            floor = await raw_pool(dsn, POOL)
             try:
                 rows += await _bench(ctx, db, floor, n, n_queries)
             finally:

@@ -52,6 +52,34 @@ class Context:
         return await asyncpg.connect(self.dsn)
 
 
+class _FloorConnection(asyncpg.Connection):
+    """The floor's connection: configured like unified_db's pooled connections.
+
+    No reset query on release (unified_db keeps no session state on pooled
+    connections, so it skips asyncpg's RESET ALL round trip; the floor must too, or
+    the comparison measures a round trip, not the layer).
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
+async def raw_pool(dsn: str, size: int, *, codecs: bool = True, **kwargs: object) -> asyncpg.Pool:
+    """The floor: a plain asyncpg pool set up as unified_db sets up its own (same size,
+    same command_timeout, orjson codecs, no reset query), running the same SQL."""
+    from unified_db.codecs import register_json_codecs
+
+    kwargs.setdefault("command_timeout", 30.0)
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=size,
+        max_size=size,
+        connection_class=_FloorConnection,
+        init=register_json_codecs if codecs else None,
+        **kwargs,
+    )
+
+
 async def rate(op: Callable[[], Awaitable[object]], n: int, concurrency: int = 1) -> float:
     """Operations per second of *op* run *n* times by *concurrency* tasks (after a warm-up)."""
     for _ in range(min(50, n)):
