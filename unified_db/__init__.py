@@ -2,7 +2,7 @@
 personas and vectors."""
 
 from .config import Settings
-from .core import Health, UnifiedPostgreSQL
+from .core import UnifiedPostgreSQL
 from .db import UnifiedDB
 from .errors import (
     ConflictError,
@@ -16,6 +16,8 @@ from .errors import (
     PoolTimeoutError,
     UnifiedDBError,
 )
+from .models import *  # noqa: F403 - every public result model
+from .models import __all__ as _models
 
 __version__ = "0.1.0"
 
@@ -23,7 +25,6 @@ __all__ = [
     "ConflictError",
     "DatabaseUnavailableError",
     "FeatureUnavailableError",
-    "Health",
     "InvalidInputError",
     "MigrationError",
     "NotFoundError",
@@ -35,4 +36,5 @@ __all__ = [
     "UnifiedDBError",
     "UnifiedPostgreSQL",
     "__version__",
+    *_models,
 ]
