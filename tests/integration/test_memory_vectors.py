@@ -288,3 +288,28 @@ async def test_without_pgvector_an_embedding_is_unavailable_and_writes_nothing(
     assert await db.memory_snapshot_delete(s2.id)
     assert await db.memory_snapshot_cleanup(keep_last=1) == 1
     assert await db._fetchval(SNAPSHOTS) == 1
+
+
+# ---------------------------------------------------------------------------- demo
+
+
+async def test_demo_snapshot_search_is_repeatable_and_degrades(db_dsn: str, has_pgvector: bool):
+    import io
+
+    from rich.console import Console
+
+    from unified_db.demo import DemoOutput
+    from unified_db.demos.vectors import DEMO_AGENT, snapshot_search, vectors_section
+
+    buffer = io.StringIO()
+    out = DemoOutput(Console(file=buffer, width=200))
+    async with UnifiedDB(db_dsn, namespace="demo", max_size=2) as demo:
+        await vectors_section(demo, out)
+        await snapshot_search(demo, out)
+        stats = await demo.memory_snapshot_stats(DEMO_AGENT)
+    text = buffer.getvalue()
+    if has_pgvector:
+        assert stats.count == 4  # written once
+        assert "-> 0.1" in text and "RRF" in text and "skipped" not in text
+    else:
+        assert stats.count == 0 and "semantic snapshot search skipped" in text
