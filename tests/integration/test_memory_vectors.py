@@ -313,3 +313,16 @@ async def test_demo_snapshot_search_is_repeatable_and_degrades(db_dsn: str, has_
         assert "-> 0.1" in text and "RRF" in text and "skipped" not in text
     else:
         assert stats.count == 0 and "semantic snapshot search skipped" in text
+
+
+async def test_another_instance_deletes_and_restores_embeddings_it_never_wrote(
+    db: UnifiedDB, db_dsn: str, pgvector_only: None
+):
+    async with UnifiedDB(db_dsn, max_size=2) as peer:
+        plain = await peer.memory_snapshot_create("a", {"n": 0})
+        assert await peer.memory_snapshot_delete(plain.id)  # no embeddings anywhere yet
+        s1 = await db.memory_snapshot_create("a", {"n": 1}, embedding=[1.0, 0.0])
+        s2 = await db.memory_snapshot_create("a", {"n": 2}, embedding=[0.0, 1.0])
+        copy = await peer.memory_snapshot_restore(s1.id)
+        assert await peer.memory_snapshot_delete(s2.id)
+        assert await item_ids(db) == [s1.id, copy.id]

@@ -619,10 +619,13 @@ class MemorySnapshotMixin(_Base):
         """Delete one snapshot (even an agent's latest) and its embedding; True when it existed.
 
         The agent's version counter does not go back: the next snapshot still gets a new
-        version, so a version number never names two different states. One transaction of
-        two statements (three until the namespace's embedding collection is cached).
+        version, so a version number never names two different states. Two round trips
+        (a catalog lookup, then the delete) while the namespace has no snapshot
+        embeddings; after that, a transaction of two statements.
         """
         sid = check_id("snapshot_id", snapshot_id)
+        if not await self._memory_embeddings_exist():
+            return _deleted(await self._execute(_DELETE, self.namespace, sid)) == 1
         async with self._transaction() as con:
             existed = _deleted(await con.execute(_DELETE, self.namespace, sid)) == 1
             if existed:
@@ -659,15 +662,20 @@ class MemorySnapshotMixin(_Base):
         The new snapshot is the agent's next version with ``restored_from`` set; the state
         and the embedding, if any, are copied inside the server (they never cross the
         network), in one transaction. Raises NotFoundError when *snapshot_id* does not
-        exist in this namespace. One transaction of two or three statements.
+        exist in this namespace. Two round trips (a catalog lookup, then the copy) while
+        the namespace has no snapshot embeddings; after that, a transaction of two
+        statements.
         """
         sid = check_id("snapshot_id", snapshot_id)
-        async with self._transaction() as con:
-            row = await con.fetchrow(_RESTORE, self.namespace, sid)
-            if row is None:
-                raise NotFoundError(f"memory snapshot {sid} does not exist in namespace {self.namespace!r}")
-            if self._memory_has_vectors():
-                await self._vector_reserved_copy(SNAPSHOT_COLLECTION, str(sid), str(row["id"]), con=con)
+        if not await self._memory_embeddings_exist():
+            row = await self._fetchrow(_RESTORE, self.namespace, sid, write=True)
+        else:
+            async with self._transaction() as con:
+                row = await con.fetchrow(_RESTORE, self.namespace, sid)
+                if row is not None:
+                    await self._vector_reserved_copy(SNAPSHOT_COLLECTION, str(sid), str(row["id"]), con=con)
+        if row is None:
+            raise NotFoundError(f"memory snapshot {sid} does not exist in namespace {self.namespace!r}")
         return _snapshot(row)
 
     @operation("memory_snapshot_search")
@@ -838,6 +846,18 @@ class MemorySnapshotMixin(_Base):
     def _memory_has_vectors(self) -> bool:
         # Mixin order must not matter, nor whether VectorMixin is mixed in at all.
         return hasattr(self, "_vector_reserved_delete")
+
+    async def _memory_embeddings_exist(self) -> bool:
+        """Whether this namespace ever stored a snapshot embedding (cached once true).
+
+        When it says no, no existing snapshot has an embedding: the collection is created
+        and committed before the first snapshot with an embedding. So deleting or restoring
+        a snapshot that exists now needs no embedding statement. (Retention checks inside
+        each batch instead: it also deletes snapshots written while it runs.)
+        """
+        return (
+            self._memory_has_vectors() and await self._vector_reserved_info(SNAPSHOT_COLLECTION) is not None
+        )
 
     async def _memory_delete_embeddings(self, con: Conn, ids: list[int]) -> None:
         if self._memory_has_vectors():
