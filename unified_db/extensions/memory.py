@@ -24,16 +24,16 @@ from ..core import operation
 from ..errors import FeatureUnavailableError, InvalidInputError, NotFoundError
 from ..vectors import base as vb
 
+# The reserved vector collection (one per namespace) holding snapshot embeddings; the item
+# id is the snapshot id. See docs/agent-state.md (### Semantic search (embeddings)).
+from .vectors import SNAPSHOT_COLLECTION
+
 if TYPE_CHECKING:
     from ..core import Conn
     from ._protocol import DBProtocol as _Base
 else:
     _Base = object
 
-#: The reserved vector collection (one per namespace) holding snapshot embeddings; the
-#: item id is the snapshot id. Names starting with "_" are unreachable through the public
-#: vector methods. See docs/agent-state.md (### Semantic search).
-SNAPSHOT_COLLECTION = "_memory_snapshots"
 
 MAX_AGENT_ID_CHARS = 256
 MAX_LABEL_CHARS = 1024
