@@ -176,3 +176,20 @@ def test_memory_settings_defaults_env_and_bounds():
     ):
         with pytest.raises(InvalidInputError, match=next(iter(bad))):
             Settings.load(environ={}, **bad)
+
+
+def test_search_candidates_oversample_only_when_filtered_afterwards():
+    from unified_db.extensions.memory import search_candidates
+
+    assert search_candidates(20, False) == 20
+    assert search_candidates(5, True) == 40
+    assert search_candidates(200, True) == 800
+
+
+def test_fuse_rankings_favours_ids_in_both_rankings():
+    from unified_db.extensions.memory import fuse_rankings
+
+    fused = fuse_rankings([3, 1, 2], [2, 9], 3)
+    assert [i for i, _ in fused] == [2, 3, 1]  # 2 is in both; 1 ties with 9 and was seen first
+    assert fused[0][1] == 1 / 63 + 1 / 61
+    assert fuse_rankings([], [], 5) == []

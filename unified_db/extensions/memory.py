@@ -21,12 +21,19 @@ from pydantic import BaseModel, Field
 
 from ..codecs import dumps, loads
 from ..core import operation
-from ..errors import InvalidInputError, NotFoundError
+from ..errors import FeatureUnavailableError, InvalidInputError, NotFoundError
+from ..vectors import base as vb
+
+# The reserved vector collection (one per namespace) holding snapshot embeddings; the item
+# id is the snapshot id. See docs/agent-state.md (### Semantic search (embeddings)).
+from .vectors import SNAPSHOT_COLLECTION
 
 if TYPE_CHECKING:
+    from ..core import Conn
     from ._protocol import DBProtocol as _Base
 else:
     _Base = object
+
 
 MAX_AGENT_ID_CHARS = 256
 MAX_LABEL_CHARS = 1024
@@ -36,6 +43,8 @@ MAX_METADATA_BYTES = 1024 * 1024
 MAX_QUERY_CHARS = 1024
 MAX_LIST_LIMIT = 1000
 MAX_SEARCH_LIMIT = 200
+#: Reciprocal rank fusion constant of a hybrid (text and embedding) search.
+SEARCH_RRF_K = 60
 MAX_ID = 2**63 - 1
 #: A state larger than this (as JSON) is indexed for search by a prefix of at most this
 #: many bytes of its string values (mirrors 0004_memory.sql; a tsvector holds at most 1 MB).
@@ -64,8 +73,10 @@ class MemorySnapshot(BaseModel):
 class SnapshotHit(BaseModel):
     """A search result: the snapshot, its rank (higher is better) and a highlighted excerpt.
 
-    The excerpt marks matches with ``<b>``/``</b>`` and is NOT HTML-escaped: escape the
-    rest of it before rendering it as HTML.
+    ``rank`` is ``ts_rank_cd`` for a text search, the cosine similarity for an embedding
+    search and the reciprocal rank fusion score when both were given. The excerpt marks
+    matches with ``<b>``/``</b>`` and is NOT HTML-escaped: escape the rest of it before
+    rendering it as HTML. A hit found by its embedding only has the label (or "") instead.
     """
 
     snapshot: MemorySnapshot
@@ -248,6 +259,20 @@ def diff_json(a: Any, b: Any, path: str = "") -> tuple[list[str], list[str], lis
     return sorted(added), sorted(removed), sorted(changed)
 
 
+def search_candidates(limit: int, filtered: bool) -> int:
+    """How many nearest embeddings to fetch for *limit* hits: more when tags filter them
+    afterwards (or when fused with a text ranking), within the vector search maximum."""
+    return min(max(4 * limit, 40), vb.MAX_K) if filtered else limit
+
+
+def fuse_rankings(vector_ids: Sequence[int], text_ids: Sequence[int], limit: int) -> list[tuple[int, float]]:
+    """(snapshot id, fused score) best first: reciprocal rank fusion of the two rankings."""
+    fused = vb.rrf_fuse(
+        [[str(i) for i in vector_ids], [str(i) for i in text_ids]], k=limit, rrf_k=SEARCH_RRF_K
+    )
+    return [(int(i), score) for i, score in fused]
+
+
 def retention_rule(keep_last: Any, older_than: Any) -> tuple[int, float | None]:
     """(keep_last, older_than_seconds) for the cleanup SQL.
 
@@ -354,6 +379,16 @@ SELECT s.id, s.agent_id, s.version, CASE WHEN $8::bool THEN s.state END AS state
 
 _DELETE = "DELETE FROM __schema__.memory_snapshots WHERE namespace = $1 AND id = $2"
 
+# Snapshots found by their embeddings, filtered like a text search; the caller orders them.
+_GET_HITS = """
+SELECT s.id, s.agent_id, s.version, CASE WHEN $5::bool THEN s.state END AS state, s.label,
+       s.tags, s.metadata, s.created_at, s.size_bytes, s.restored_from
+  FROM __schema__.memory_snapshots s
+ WHERE s.namespace = $1 AND s.id = ANY($2::bigint[])
+   AND ($3::text IS NULL OR s.agent_id = $3)
+   AND ($4::text[] IS NULL OR s.tags @> $4::text[])
+"""
+
 # Rank every match, keep the best $5, and only then build excerpts: ts_headline is the
 # expensive part (it re-parses the document text), so it runs on at most $5 rows.
 _SEARCH = """
@@ -409,6 +444,7 @@ WITH doomed AS (
      FOR UPDATE OF s SKIP LOCKED
 )
 DELETE FROM __schema__.memory_snapshots d USING doomed WHERE d.id = doomed.id
+RETURNING d.id
 """
 _RETENTION_COUNT = """
 SELECT count(*) FROM __schema__.memory_snapshots s
@@ -438,6 +474,11 @@ def _snapshot(row: asyncpg.Record) -> MemorySnapshot:
     )
 
 
+def _text_hit(row: asyncpg.Record) -> SnapshotHit:
+    # The document joins values with newlines; an excerpt reads better on one line.
+    return SnapshotHit(snapshot=_snapshot(row), rank=row["rank"], excerpt=" ".join(row["excerpt"].split()))
+
+
 def _deleted(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
@@ -459,21 +500,30 @@ class MemorySnapshotMixin(_Base):
         label: str | None = None,
         tags: Iterable[str] = (),
         metadata: Mapping[str, Any] | None = None,
+        embedding: Any = None,
     ) -> MemorySnapshot:
         """Append a snapshot of *state* as the agent's next version (previous + 1, gap-free).
 
         *state* must be a JSON object of at most ``memory_max_state_bytes`` (50 MiB) once
         encoded; *tags* are stored sorted without duplicates. The returned model's
-        ``state`` is the object passed in, not read back. Raises InvalidInputError, with
-        nothing written, for a bad argument. One round trip.
+        ``state`` is the object passed in, not read back. *embedding* (a list of numbers or
+        a 1-D numpy array) makes the snapshot findable by ``memory_snapshot_search(...,
+        embedding=...)``; it is stored with pgvector in the same transaction as the
+        snapshot, and every embedding of a namespace has the length of the first one.
+
+        Raises InvalidInputError, with nothing written, for a bad argument (an embedding
+        with NaN, infinity, no numbers, all zeros, or another length than the stored
+        ones); FeatureUnavailableError, with nothing written, for an embedding on a server
+        without pgvector. One round trip without an embedding; with one, a transaction of
+        two statements (plus, once per namespace and process, the catalog lookup, and
+        the first time ever, creating the collection).
         """
         agent = check_text("agent_id", agent_id, MAX_AGENT_ID_CHARS)
         label = check_text("label", label, MAX_LABEL_CHARS, allow_none=True)
         tag_list = check_tags(tags)
         meta = encode_metadata(metadata)
         encoded = encode_state(state, self.settings.memory_max_state_bytes)
-        row = await self._fetchrow(
-            _CREATE,
+        args = (
             self.namespace,
             agent,
             orjson.Fragment(encoded),  # encoded once: the codec passes it through
@@ -481,8 +531,26 @@ class MemorySnapshotMixin(_Base):
             tag_list,
             orjson.Fragment(meta),
             len(encoded),
-            write=True,
         )
+        if embedding is None:
+            row = await self._fetchrow(_CREATE, *args, write=True)
+        else:
+            if not self._memory_has_vectors():
+                raise FeatureUnavailableError("snapshot embeddings need the vectors feature (VectorMixin)")
+            vec = await self._vector_reserved_check(SNAPSHOT_COLLECTION, embedding)
+            # Created (once) outside the transaction below: it takes DDL locks of its own.
+            await self._vector_reserved_ensure(SNAPSHOT_COLLECTION, len(vec))
+            async with self._transaction() as con:
+                row = await con.fetchrow(_CREATE, *args)
+                assert row is not None
+                await self._vector_reserved_upsert(
+                    SNAPSHOT_COLLECTION,
+                    str(row["id"]),
+                    vec,
+                    con=con,
+                    content=label or "",
+                    metadata={"agent_id": agent},
+                )
         assert row is not None
         snapshot = _snapshot(row)
         # Not read back: a 50 MiB state would cross the network twice for nothing.
@@ -548,13 +616,21 @@ class MemorySnapshotMixin(_Base):
 
     @operation("memory_snapshot_delete")
     async def memory_snapshot_delete(self, snapshot_id: int) -> bool:
-        """Delete one snapshot (even an agent's latest); True when it existed. One round trip.
+        """Delete one snapshot (even an agent's latest) and its embedding; True when it existed.
 
         The agent's version counter does not go back: the next snapshot still gets a new
-        version, so a version number never names two different states.
+        version, so a version number never names two different states. Two round trips
+        (a catalog lookup, then the delete) while the namespace has no snapshot
+        embeddings; after that, a transaction of two statements.
         """
         sid = check_id("snapshot_id", snapshot_id)
-        return _deleted(await self._execute(_DELETE, self.namespace, sid)) == 1
+        if not await self._memory_embeddings_exist():
+            return _deleted(await self._execute(_DELETE, self.namespace, sid)) == 1
+        async with self._transaction() as con:
+            existed = _deleted(await con.execute(_DELETE, self.namespace, sid)) == 1
+            if existed:
+                await self._memory_delete_embeddings(con, [sid])
+        return existed
 
     @operation("memory_snapshot_cleanup")
     async def memory_snapshot_cleanup(
@@ -584,11 +660,20 @@ class MemorySnapshotMixin(_Base):
         """Append a new snapshot whose state, label, tags and metadata equal *snapshot_id*'s.
 
         The new snapshot is the agent's next version with ``restored_from`` set; the state
-        is copied inside the server (it never crosses the network). Raises NotFoundError
-        when *snapshot_id* does not exist in this namespace. One round trip.
+        and the embedding, if any, are copied inside the server (they never cross the
+        network), in one transaction. Raises NotFoundError when *snapshot_id* does not
+        exist in this namespace. Two round trips (a catalog lookup, then the copy) while
+        the namespace has no snapshot embeddings; after that, a transaction of two
+        statements.
         """
         sid = check_id("snapshot_id", snapshot_id)
-        row = await self._fetchrow(_RESTORE, self.namespace, sid, write=True)
+        if not await self._memory_embeddings_exist():
+            row = await self._fetchrow(_RESTORE, self.namespace, sid, write=True)
+        else:
+            async with self._transaction() as con:
+                row = await con.fetchrow(_RESTORE, self.namespace, sid)
+                if row is not None:
+                    await self._vector_reserved_copy(SNAPSHOT_COLLECTION, str(sid), str(row["id"]), con=con)
         if row is None:
             raise NotFoundError(f"memory snapshot {sid} does not exist in namespace {self.namespace!r}")
         return _snapshot(row)
@@ -596,34 +681,98 @@ class MemorySnapshotMixin(_Base):
     @operation("memory_snapshot_search")
     async def memory_snapshot_search(
         self,
-        query: str,
+        query: str | None = None,
         *,
+        embedding: Any = None,
         agent_id: str | None = None,
         tags: Iterable[str] | None = None,
         limit: int = 20,
         include_state: bool = False,
     ) -> list[SnapshotHit]:
-        """Full-text search over labels, tags and every string value of the states, best first.
+        """Search snapshots by text, by embedding, or both; best first.
 
-        *query* uses web-search syntax (``"a phrase"``, ``-exclude``, ``or``) with English
-        stemming; a query of stop words only matches nothing. Snapshots larger than 256 KiB
-        of JSON are indexed by a prefix of at most 256 KiB of their string values. Raises
-        InvalidInputError for an empty or oversized query. One round trip.
+        *query* is full text over labels, tags and every string value of the states, in
+        web-search syntax (``"a phrase"``, ``-exclude``, ``or``) with English stemming; a
+        query of stop words only matches nothing. Snapshots larger than 256 KiB of JSON
+        are indexed by a prefix of at most 256 KiB of their string values.
+
+        *embedding* finds the snapshots created with the nearest embeddings (cosine
+        similarity, HNSW: approximate). With both, the two rankings (up to
+        ``max(4 * limit, 40)`` candidates each) are fused by reciprocal rank fusion
+        (``1 / (60 + rank)`` per ranking) and ``rank`` is the fused score. *agent_id* and
+        *tags* (all of them) filter in every mode; with *tags*, up to ``max(4 * limit,
+        40)`` nearest embeddings are read and filtered, so a very selective tag may return
+        fewer than *limit* hits.
+
+        Raises InvalidInputError for no query and no embedding, an empty or oversized
+        query, a bad embedding or one of another length than the stored ones;
+        FeatureUnavailableError for an embedding on a server without pgvector. One round
+        trip for text; two for an embedding (vector search, then the snapshots); three
+        for both.
         """
-        text = check_text("query", query, MAX_QUERY_CHARS)
+        text = None if query is None else check_text("query", query, MAX_QUERY_CHARS)
         agent = check_text("agent_id", agent_id, MAX_AGENT_ID_CHARS, allow_none=True)
         tag_list = None if tags is None else check_tags(tags)
         lim = check_limit("limit", limit, MAX_SEARCH_LIMIT)
         if not isinstance(include_state, bool):
             raise InvalidInputError(f"include_state must be True or False, got {include_state!r:.80}")
-        rows = await self._fetch(
-            _SEARCH, self.namespace, text, agent, tag_list or None, lim, EXCERPT_SOURCE_CHARS, include_state
+        if text is None and embedding is None:
+            raise InvalidInputError("give a query, an embedding or both")
+        if embedding is not None and not self._memory_has_vectors():
+            raise FeatureUnavailableError("snapshot embeddings need the vectors feature (VectorMixin)")
+        if embedding is None:
+            rows = await self._fetch(
+                _SEARCH,
+                self.namespace,
+                text,
+                agent,
+                tag_list or None,
+                lim,
+                EXCERPT_SOURCE_CHARS,
+                include_state,
+            )
+            return [_text_hit(r) for r in rows]
+
+        hybrid = text is not None
+        candidates = search_candidates(lim, bool(tag_list) or hybrid)
+        vector_hits = await self._vector_reserved_search(
+            SNAPSHOT_COLLECTION,
+            embedding,
+            k=candidates,
+            filter=None if agent is None else {"agent_id": agent},
         )
-        # The document joins values with newlines; an excerpt reads better on one line.
-        return [
-            SnapshotHit(snapshot=_snapshot(r), rank=r["rank"], excerpt=" ".join(r["excerpt"].split()))
-            for r in rows
-        ]
+        scores = {int(h.id): h.score for h in vector_hits}
+        rows = (
+            await self._fetch(_GET_HITS, self.namespace, list(scores), agent, tag_list or None, include_state)
+            if scores
+            else []
+        )
+        found = {r["id"]: r for r in rows}
+        vector_ids = [i for i in scores if i in found]  # nearest first, filtered
+        if not hybrid:
+            return [
+                SnapshotHit(snapshot=_snapshot(found[i]), rank=scores[i], excerpt=found[i]["label"] or "")
+                for i in vector_ids[:lim]
+            ]
+        text_rows = await self._fetch(
+            _SEARCH,
+            self.namespace,
+            text,
+            agent,
+            tag_list or None,
+            search_candidates(lim, True),
+            EXCERPT_SOURCE_CHARS,
+            include_state,
+        )
+        text_hits = {r["id"]: _text_hit(r) for r in text_rows}
+        hits = []
+        for i, score in fuse_rankings(vector_ids, list(text_hits), lim):
+            hit = text_hits.get(i)
+            if hit is None:
+                hit = SnapshotHit(snapshot=_snapshot(found[i]), rank=0.0, excerpt=found[i]["label"] or "")
+            hit.rank = score
+            hits.append(hit)
+        return hits
 
     @operation("memory_snapshot_diff")
     async def memory_snapshot_diff(self, a_id: int, b_id: int) -> StateDiff:
@@ -680,13 +829,39 @@ class MemorySnapshotMixin(_Base):
             return int(await self._fetchval(_RETENTION_COUNT, self.namespace, agent_id, keep_last, seconds))
         total = 0
         while True:
-            status = await self._execute(
-                _RETENTION_DELETE, self.namespace, agent_id, keep_last, seconds, batch_size
-            )
-            n = _deleted(status)
-            total += n
-            if n < batch_size:
+            # Each batch and its embeddings in one transaction: never one without the other.
+            async with self._transaction() as con:
+                ids = [
+                    r["id"]
+                    for r in await con.fetch(
+                        _RETENTION_DELETE, self.namespace, agent_id, keep_last, seconds, batch_size
+                    )
+                ]
+                if ids:
+                    await self._memory_delete_embeddings(con, ids)
+            total += len(ids)
+            if len(ids) < batch_size:
                 return total
+
+    def _memory_has_vectors(self) -> bool:
+        # Mixin order must not matter, nor whether VectorMixin is mixed in at all.
+        return hasattr(self, "_vector_reserved_delete")
+
+    async def _memory_embeddings_exist(self) -> bool:
+        """Whether this namespace ever stored a snapshot embedding (cached once true).
+
+        When it says no, no existing snapshot has an embedding: the collection is created
+        and committed before the first snapshot with an embedding. So deleting or restoring
+        a snapshot that exists now needs no embedding statement. (Retention checks inside
+        each batch instead: it also deletes snapshots written while it runs.)
+        """
+        return (
+            self._memory_has_vectors() and await self._vector_reserved_info(SNAPSHOT_COLLECTION) is not None
+        )
+
+    async def _memory_delete_embeddings(self, con: Conn, ids: list[int]) -> None:
+        if self._memory_has_vectors():
+            await self._vector_reserved_delete(SNAPSHOT_COLLECTION, [str(i) for i in ids], con=con)
 
 
 def decode_state(data: bytes | str) -> dict[str, Any]:
@@ -705,6 +880,7 @@ __all__: Sequence[str] = (
     "MemorySnapshot",
     "MemorySnapshotMixin",
     "MemorySnapshotStats",
+    "SNAPSHOT_COLLECTION",
     "SnapshotHit",
     "StateDiff",
     "diff_json",

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core import operation
-from ..errors import InvalidInputError, NotFoundError, PoolClosedError
+from ..errors import ConflictError, InvalidInputError, NotFoundError, PoolClosedError
 from ..vectors import base as vb
 from ..vectors import catalog
 from ..vectors.base import (
@@ -27,7 +27,8 @@ from ..vectors.base import (
 )
 
 if TYPE_CHECKING:
-    from ..core import UnifiedPostgreSQL
+    from ..core import Conn, UnifiedPostgreSQL
+    from ..vectors.pgvector import PgVectorBackend
     from ._protocol import DBProtocol
     from ._protocol import DBProtocol as _Base
 else:
@@ -53,16 +54,33 @@ class VectorState:
             from ..vectors.pgvector import PgVectorBackend
 
             self.backend = PgVectorBackend(db)
+        self._pgvector: PgVectorBackend | None = None
+        # reserved collection name -> catalog row (always a pgvector collection)
+        self.reserved: dict[str, CollectionInfo] = {}
         # name -> catalog row; rows never change for an id, so entries only go stale
         # (dropped), which the backends detect and report as StaleCollectionError.
         self.collections: dict[str, CollectionInfo] = {}
+
+    @property
+    def reserved_backend(self) -> PgVectorBackend:
+        """The pgvector backend, which holds reserved collections whatever vector_backend is."""
+        from ..vectors.pgvector import PgVectorBackend
+
+        if isinstance(self.backend, PgVectorBackend):
+            return self.backend
+        if self._pgvector is None:
+            self._pgvector = PgVectorBackend(self.db)
+        return self._pgvector
 
     async def start(self) -> None:
         """Nothing to do at open: a missing extension or server must not stop the rest."""
 
     async def close(self) -> None:
         self.collections.clear()
+        self.reserved.clear()
         await self.backend.close()
+        if self._pgvector is not None:
+            await self._pgvector.close()
 
 
 def _make_state(db: UnifiedPostgreSQL) -> VectorState:
@@ -342,72 +360,172 @@ class VectorMixin(_Base):
         return await self._vector_call(collection, lambda backend, info: backend.count(info))
 
     # ------------------------------------------------------------------ for other features
+    #
+    # Reserved collections ("_" + name) hold embeddings of other features' rows (memory
+    # snapshots: item id = snapshot id). They always live in pgvector, whatever
+    # vector_backend says, so that a feature can write its row and its embedding in one
+    # transaction: every helper that writes takes an optional ``con`` (a connection inside
+    # the caller's ``_transaction()``) and then runs only on it.
 
-    async def _vector_reserved_upsert(
-        self, collection: str, item_id: str, embedding: Any, **fields: Any
-    ) -> None:
-        """Store one embedding in a reserved collection ("_" + name), creating it on first use
-        with the embedding's length. For memory snapshots: the item id is the snapshot id."""
-        vb.check_name(collection, allow_reserved=True)
+    async def _vector_reserved_info(self, collection: str, con: Conn | None = None) -> CollectionInfo | None:
+        """The reserved collection's catalog row (cached), or None when it was never created."""
         state = self._vector_state()
-        if collection not in state.collections:
-            dims = len(embedding) if hasattr(embedding, "__len__") else 0
-            spec = vb.check_collection_spec(
-                collection, dims, "cosine", "hnsw", "simple", 16, 64, allow_reserved=True
-            )
-            info = await state.backend.create_collection(spec, exist_ok=True)
-            state.collections[collection] = info
-        await self._vector_upsert(collection, [{"id": item_id, "embedding": embedding, **fields}])
+        info = state.reserved.get(collection)
+        if info is not None:
+            return info
+        if con is None:
+            info = await catalog.get(self, self.namespace, collection)
+        else:
+            row = await con.fetchrow(catalog.GET, self.namespace, collection)
+            info = None if row is None else catalog.info_from_row(row)
+        if info is not None and info.backend != "pgvector":  # pragma: no cover - written by us only
+            raise NotFoundError(f"reserved collection {collection!r} is not a pgvector collection")
+        if info is not None:
+            state.reserved[collection] = info
+        return info
+
+    def _vector_reserved_mismatch(
+        self, collection: str, info: CollectionInfo, length: int
+    ) -> InvalidInputError:
+        return InvalidInputError(
+            f"embedding has {length} numbers, but the embeddings of {collection!r} in namespace "
+            f"{self.namespace!r} have {info.dimensions} (fixed by the first one stored there); "
+            f"embed with the same model, or use another namespace for another model"
+        )
 
     async def _vector_reserved_check(self, collection: str, embedding: Any) -> list[float]:
         """Validate *embedding* for a reserved collection before the caller writes anything
-        of its own: finite numbers, and the collection's length once it exists.
-        Raises InvalidInputError, FeatureUnavailableError (no pgvector)."""
+        of its own: finite numbers, not all zero, at most the HNSW limit, and the
+        collection's length once it exists. Writes nothing.
+        Raises InvalidInputError, FeatureUnavailableError (no pgvector). One round trip
+        (none once the collection is cached)."""
         vb.check_name(collection, allow_reserved=True)
         length = len(embedding) if hasattr(embedding, "__len__") else 0
         vec = vb.check_embedding(embedding, length)
-        state = self._vector_state()
-        info = state.collections.get(collection) or await catalog.get(self, self.namespace, collection)
-        if info is None:
-            await state.backend.check_available()
-            if not 1 <= length <= vb.MAX_HNSW_DIMENSIONS:
-                raise InvalidInputError(
-                    f"embedding must have 1 to {vb.MAX_HNSW_DIMENSIONS} numbers (got {length})"
-                )
-        else:
-            vec = self._vector_query(vec, info)
+        if not 1 <= length <= vb.MAX_HNSW_DIMENSIONS:
+            raise InvalidInputError(
+                f"embedding must have 1 to {vb.MAX_HNSW_DIMENSIONS} numbers (got {length})"
+            )
         if not any(vec):
             raise InvalidInputError("embedding is the zero vector, which has no cosine distance to anything")
+        state = self._vector_state()
+        info = await self._vector_reserved_info(collection)
+        if info is None:
+            await state.reserved_backend.check_available()
+        elif info.dimensions != length:
+            raise self._vector_reserved_mismatch(collection, info, length)
         return vec
+
+    async def _vector_reserved_ensure(self, collection: str, dimensions: int) -> CollectionInfo:
+        """The reserved collection, created (cosine, HNSW) with *dimensions* on first use.
+
+        Call it before the caller's transaction: creating takes its own transaction and
+        DDL locks. Raises InvalidInputError when it exists with another length,
+        FeatureUnavailableError (no pgvector)."""
+        vb.check_name(collection, allow_reserved=True)
+        info = await self._vector_reserved_info(collection)
+        if info is None:
+            spec = vb.check_collection_spec(
+                collection, dimensions, "cosine", "hnsw", "simple", 16, 64, allow_reserved=True
+            )
+            state = self._vector_state()
+            try:
+                info = await state.reserved_backend.create_collection(spec, exist_ok=True)
+            except ConflictError:  # created meanwhile with another length
+                info = await catalog.get(self, self.namespace, collection)
+                if info is None:
+                    raise
+            state.reserved[collection] = info
+        if info.dimensions != dimensions:
+            raise self._vector_reserved_mismatch(collection, info, dimensions)
+        return info
+
+    async def _vector_reserved_upsert(
+        self, collection: str, item_id: str, embedding: Any, *, con: Conn | None = None, **fields: Any
+    ) -> None:
+        """Store one embedding (checked by :meth:`_vector_reserved_check`) in a reserved
+        collection, creating the collection first when *con* is None. With *con*, the
+        collection must exist (see :meth:`_vector_reserved_ensure`) and the write runs on
+        *con*, in the caller's transaction. Raises ConflictError when the collection was
+        dropped meanwhile (the caller's transaction should then roll back)."""
+        vb.check_name(collection, allow_reserved=True)
+        length = len(embedding) if hasattr(embedding, "__len__") else 0
+        state = self._vector_state()
+        backend = state.reserved_backend
+        if con is None:
+            info: CollectionInfo | None = await self._vector_reserved_ensure(collection, length)
+        else:
+            info = await self._vector_reserved_info(collection, con)
+        if info is None:
+            raise ConflictError(f"reserved vector collection {collection!r} does not exist (dropped?); retry")
+        if info.dimensions != length:
+            raise self._vector_reserved_mismatch(collection, info, length)
+        batch = vb.prepare_items([{"id": item_id, "embedding": embedding, **fields}], info.dimensions)
+        try:
+            await backend.upsert_on(con, info, batch)
+        except StaleCollectionError:
+            state.reserved.pop(collection, None)
+            raise ConflictError(
+                f"reserved vector collection {collection!r} was dropped meanwhile; retry"
+            ) from None
 
     async def _vector_reserved_search(
         self, collection: str, embedding: Any, *, k: int = 10, filter: dict[str, Any] | None = None
     ) -> list[VectorHit]:
-        """Search a reserved collection; [] when nothing was ever stored in it."""
+        """Search a reserved collection; [] when nothing was ever stored in it. Raises
+        InvalidInputError (bad embedding, or another length than the stored ones),
+        FeatureUnavailableError (no pgvector). One round trip once the collection is cached."""
         vb.check_name(collection, allow_reserved=True)
         k = vb.check_k(k)
         compiled = vb.compile_filter(filter)
+        length = len(embedding) if hasattr(embedding, "__len__") else 0
+        vec = vb.check_embedding(embedding, length)
+        if not length:
+            raise InvalidInputError("embedding must have at least one number (got 0)")
+        if not any(vec):
+            raise InvalidInputError("embedding is the zero vector, which has no cosine distance to anything")
         state = self._vector_state()
-        if (
-            collection not in state.collections
-            and await catalog.get(self, self.namespace, collection) is None
-        ):
-            return []
+        for _attempt in range(2):
+            info = await self._vector_reserved_info(collection)
+            if info is None:
+                await state.reserved_backend.check_available()
+                return []
+            if info.dimensions != length:
+                raise self._vector_reserved_mismatch(collection, info, length)
+            try:
+                return await state.reserved_backend.search(
+                    info, vec, k=k, filter=compiled, exact=False, ef_search=None
+                )
+            except StaleCollectionError:
+                state.reserved.pop(collection, None)
+        return []
 
-        async def run(backend: VectorBackend, info: CollectionInfo) -> list[VectorHit]:
-            return await backend.search(
-                info, self._vector_query(embedding, info), k=k, filter=compiled, exact=False, ef_search=None
-            )
-
-        return await self._vector_call(collection, run)
-
-    async def _vector_reserved_delete(self, collection: str, ids: list[str]) -> int:
+    async def _vector_reserved_delete(
+        self, collection: str, ids: list[str], *, con: Conn | None = None
+    ) -> int:
+        """Delete items of a reserved collection (on *con* when given); 0 when it does not
+        exist. One round trip, two when the collection is not cached yet."""
         vb.check_name(collection, allow_reserved=True)
         checked = vb.check_ids(ids)
-        state = self._vector_state()
-        if not checked or (
-            collection not in state.collections
-            and await catalog.get(self, self.namespace, collection) is None
-        ):
+        if not checked:
             return 0
-        return await self._vector_call(collection, lambda backend, info: backend.delete(info, checked))
+        info = await self._vector_reserved_info(collection, con)
+        if info is None:
+            return 0
+        try:
+            return await self._vector_state().reserved_backend.delete(info, checked, con=con)
+        except StaleCollectionError:
+            self._vector_state().reserved.pop(collection, None)
+            return 0
+
+    async def _vector_reserved_copy(
+        self, collection: str, source_id: str, target_id: str, *, con: Conn | None = None
+    ) -> bool:
+        """Copy one item of a reserved collection to a new id (on *con* when given); False
+        when the source has no item or the collection does not exist. One round trip."""
+        vb.check_name(collection, allow_reserved=True)
+        source, target = vb.check_id(source_id), vb.check_id(target_id)
+        info = await self._vector_reserved_info(collection, con)
+        if info is None:
+            return False
+        return await self._vector_state().reserved_backend.copy(info, source, target, con=con)

@@ -112,6 +112,18 @@ WITH c AS (SELECT id FROM __schema__.vector_collections WHERE id = $2 AND namesp
            RETURNING 1)
 SELECT (SELECT count(*) FROM c) AS found, (SELECT count(*) FROM d) AS deleted
 """
+# One item copied to a new id inside the server (reserved collections: a restored snapshot
+# keeps its embedding). Nothing is inserted when the source item is absent.
+COPY = """
+INSERT INTO __schema__.vector_items AS i
+    (collection_id, namespace, id, embedding, content, metadata, tsv)
+SELECT s.collection_id, s.namespace, $4, s.embedding, s.content, s.metadata, s.tsv
+  FROM __schema__.vector_items s
+ WHERE s.collection_id = $2 AND s.namespace = $1 AND s.id = $3
+ON CONFLICT (collection_id, id) DO UPDATE
+   SET embedding = EXCLUDED.embedding, content = EXCLUDED.content,
+       metadata = EXCLUDED.metadata, tsv = EXCLUDED.tsv, updated_at = now()
+"""
 COUNT = """
 SELECT (SELECT count(*) FROM __schema__.vector_items i
          WHERE i.collection_id = c.id AND i.namespace = c.namespace) AS n
@@ -360,6 +372,10 @@ class PgVectorBackend(VectorBackend):
                 total += await self._upsert_one(con, info, batch.slice(start, start + batch_size))
         return total
 
+    async def upsert_on(self, con: Conn | None, info: CollectionInfo, batch: PreparedBatch) -> int:
+        """One batch on *con* (in the caller's transaction), or on a pooled connection."""
+        return await self._upsert_one(self.db if con is None else con, info, batch)
+
     async def _upsert_one(self, runner: Any, info: CollectionInfo, batch: PreparedBatch) -> int:
         args = (
             self.db.namespace,
@@ -457,11 +473,22 @@ class PgVectorBackend(VectorBackend):
             id=row["id"], embedding=row["embedding"], content=row["content"], metadata=row["metadata"]
         )
 
-    async def delete(self, info: CollectionInfo, ids: list[str]) -> int:
-        row = await self.db._fetchrow(DELETE, self.db.namespace, info.id, ids, write=True)
+    async def delete(self, info: CollectionInfo, ids: list[str], *, con: Conn | None = None) -> int:
+        if con is None:
+            row = await self.db._fetchrow(DELETE, self.db.namespace, info.id, ids, write=True)
+        else:
+            row = await con.fetchrow(DELETE, self.db.namespace, info.id, ids)
         if not row["found"]:
             raise StaleCollectionError
         return row["deleted"]
+
+    async def copy(
+        self, info: CollectionInfo, source_id: str, target_id: str, *, con: Conn | None = None
+    ) -> bool:
+        """Copy item *source_id* to *target_id* (replacing it); False when the source is absent."""
+        args = (self.db.namespace, info.id, source_id, target_id)
+        status = await (self.db._execute(COPY, *args) if con is None else con.execute(COPY, *args))
+        return _status_count(status) == 1
 
     async def count(self, info: CollectionInfo) -> int:
         row = await self.db._fetchrow(COUNT, self.db.namespace, info.id)
