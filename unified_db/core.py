@@ -108,6 +108,20 @@ class _Connection(asyncpg.Connection):
         super().terminate()
 
 
+def connection_gone(con: asyncpg.Connection) -> bool:
+    """True when the server connection behind *con* has died.
+
+    asyncpg detaches a dead pooled connection from its proxy, after which every call on
+    the proxy (``is_closed()`` included) raises InterfaceError; and a statement sent on a
+    connection that died while idle can fail with an InternalClientError instead of a
+    connection error. Both mean "lost", not "bad statement".
+    """
+    try:
+        return con.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
 class Conn:
     """A connection handed to a mixin: same query methods, schema rendered, errors mapped."""
 
@@ -117,35 +131,38 @@ class Conn:
         self.raw = raw
         self._db = db
 
+    def _error(self, exc: BaseException) -> UnifiedDBError:
+        return map_driver_error(exc, lost=connection_gone(self.raw))
+
     async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[asyncpg.Record]:
         try:
             return await self.raw.fetch(self._db._sql(query), *args, timeout=timeout)
         except Exception as exc:
-            raise map_driver_error(exc) from exc
+            raise self._error(exc) from exc
 
     async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> asyncpg.Record | None:
         try:
             return await self.raw.fetchrow(self._db._sql(query), *args, timeout=timeout)
         except Exception as exc:
-            raise map_driver_error(exc) from exc
+            raise self._error(exc) from exc
 
     async def fetchval(self, query: str, *args: Any, timeout: float | None = None) -> Any:
         try:
             return await self.raw.fetchval(self._db._sql(query), *args, timeout=timeout)
         except Exception as exc:
-            raise map_driver_error(exc) from exc
+            raise self._error(exc) from exc
 
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
         try:
             return await self.raw.execute(self._db._sql(query), *args, timeout=timeout)
         except Exception as exc:
-            raise map_driver_error(exc) from exc
+            raise self._error(exc) from exc
 
     async def executemany(self, query: str, args: Sequence[Sequence[Any]]) -> None:
         try:
             await self.raw.executemany(self._db._sql(query), args)
         except Exception as exc:
-            raise map_driver_error(exc) from exc
+            raise self._error(exc) from exc
 
 
 class UnifiedPostgreSQL:
@@ -379,11 +396,11 @@ class UnifiedPostgreSQL:
             try:
                 await tr.start()
             except Exception as exc:
-                raise map_driver_error(exc, "begin") from exc
+                raise map_driver_error(exc, "begin", lost=connection_gone(con.raw)) from exc
             try:
                 yield con
             except BaseException:
-                if not con.raw.is_closed():
+                if not connection_gone(con.raw):
                     try:
                         await tr.rollback()
                     except Exception:  # the original error matters more
@@ -392,7 +409,7 @@ class UnifiedPostgreSQL:
             try:
                 await tr.commit()
             except Exception as exc:
-                raise map_driver_error(exc, "commit") from exc
+                raise map_driver_error(exc, "commit", lost=connection_gone(con.raw)) from exc
 
     async def _run(
         self, method: str, query: str, args: tuple[Any, ...], write: bool, timeout: float | None
@@ -406,12 +423,14 @@ class UnifiedPostgreSQL:
             try:
                 return await getattr(con, method)(sql, *args, timeout=timeout)
             except Exception as exc:
-                if not write and not retried and is_connection_lost(exc):
+                # A timed-out statement is not replayed even if the cancel cost the connection.
+                lost = not isinstance(exc, TimeoutError) and (is_connection_lost(exc) or connection_gone(con))
+                if lost and not write and not retried:
                     retried = True
                     self._stats.incr(st.RETRIES)
                     continue
                 self._stats.incr(st.REQUESTS_ERRORS)
-                raise map_driver_error(exc) from exc
+                raise map_driver_error(exc, lost=lost) from exc
             finally:
                 await pool.release(con)
 
