@@ -39,6 +39,12 @@ from .migrate import MigrationStatus, Migrator, render
 
 log = logging.getLogger("unified_db")
 
+# The connection's own application_name, quoted by the server, as a statement to append
+# to the pool's reset query.
+_RESET_APPLICATION_NAME = (
+    "SELECT format(E'\\nSET application_name = %L;', current_setting('application_name'))"
+)
+
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
@@ -98,6 +104,14 @@ class _Connection(asyncpg.Connection):
     """
 
     _ud_closing = False
+    _ud_reset_tail = ""
+
+    def get_reset_query(self) -> str:
+        # The pool's reset ends with RESET ALL, which returns application_name to the
+        # session's start value. Behind a transaction pooler (PgBouncer) that start value
+        # is the pooler's (empty), so the name the server shows would be lost after the
+        # first release: set it again in the same round trip.
+        return super().get_reset_query() + self._ud_reset_tail
 
     async def close(self, *, timeout: float | None = None) -> None:
         self._ud_closing = True
@@ -290,6 +304,8 @@ class UnifiedPostgreSQL:
 
     async def _init_connection(self, con: asyncpg.Connection) -> None:
         await register_json_codecs(con)
+        if isinstance(con, _Connection):
+            con._ud_reset_tail = await con.fetchval(_RESET_APPLICATION_NAME)
         con.add_termination_listener(self._on_connection_terminated)
         for setup in self._declared_setups():
             await setup(self, con)
