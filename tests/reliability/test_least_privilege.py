@@ -61,13 +61,17 @@ DDL = [
 ]
 
 
-async def test_the_library_runs_as_the_app_role_and_ddl_is_refused(db: UnifiedDB, db_dsn: str, role: str):
+async def test_the_library_runs_as_the_app_role_and_ddl_is_refused(
+    db: UnifiedDB, db_dsn: str, admin_dsn: str, role: str
+):
     result = await grant_app_role(db, role)
     assert result.created and result.role == role and result.schema_name == "unified_db"
     # A table a later migration adds (same owner) is covered by the default privileges.
     await db._execute("CREATE TABLE __schema__.rel_later (k text PRIMARY KEY, v int)")
 
-    async with UnifiedDB(as_user(db_dsn, role), min_size=1, max_size=2) as app_db:
+    # Straight to the server: a pooler's auth file would not know the new role.
+    app_dsn = as_user(pg.with_database(admin_dsn, pg.urlsplit_db(db_dsn)), role)
+    async with UnifiedDB(app_dsn, min_size=1, max_size=2) as app_db:
         health = await app_db.health()
         assert health.ok and health.schema_version is not None
         assert await app_db._fetchval("SELECT current_user") == role
