@@ -4,7 +4,8 @@ Feature mixins (``unified_db.extensions``) add methods on top and reach the data
 only through the helpers here: ``_acquire``, ``_transaction``, ``_fetch``,
 ``_fetchrow``, ``_fetchval``, ``_execute`` and ``_executemany``. Those helpers render
 the schema name into the SQL, map driver errors to ``unified_db.errors`` in one place,
-and retry a read once when its connection was lost (a write is never retried).
+and retry a read on a fresh connection when its connection was lost (a write is never
+retried).
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ class _Connection(asyncpg.Connection):
 
     _ud_closing = False
     _ud_reset_tail = ""
+    _ud_opened = 0.0  # time.monotonic() when the pool opened it
 
     def get_reset_query(self) -> str:
         # The pool's reset ends with RESET ALL, which returns application_name to the
@@ -305,6 +307,7 @@ class UnifiedPostgreSQL:
     async def _init_connection(self, con: asyncpg.Connection) -> None:
         await register_json_codecs(con)
         if isinstance(con, _Connection):
+            con._ud_opened = time.monotonic()
             con._ud_reset_tail = await con.fetchval(_RESET_APPLICATION_NAME)
         con.add_termination_listener(self._on_connection_terminated)
         for setup in self._declared_setups():
@@ -433,16 +436,22 @@ class UnifiedPostgreSQL:
         sql = self._sql(query)
         pool = self._require_pool()
         self._stats.incr(st.REQUESTS_NUM)
-        retried = False
+        first_loss: float | None = None
         while True:
             con = await self._acquire_raw(pool)
+            opened = getattr(con, "_ud_opened", 0.0)
             try:
                 return await getattr(con, method)(sql, *args, timeout=timeout)
             except Exception as exc:
                 # A timed-out statement is not replayed even if the cancel cost the connection.
                 lost = not isinstance(exc, TimeoutError) and (is_connection_lost(exc) or connection_gone(con))
-                if lost and not write and not retried:
-                    retried = True
+                # A read is retried on a connection opened after the loss. Connections
+                # that died in the same event (a restart, a mass kill) can still look
+                # open; they fail fast and are replaced, so skip through them: at most
+                # one attempt per pooled connection.
+                if lost and not write and (first_loss is None or opened < first_loss):
+                    if first_loss is None:
+                        first_loss = time.monotonic()
                     self._stats.incr(st.RETRIES)
                     continue
                 self._stats.incr(st.REQUESTS_ERRORS)
@@ -453,7 +462,8 @@ class UnifiedPostgreSQL:
     async def _fetch(
         self, query: str, *args: Any, write: bool = False, timeout: float | None = None
     ) -> list[asyncpg.Record]:
-        """Rows of *query*. A read (``write=False``) is retried once on a lost connection."""
+        """Rows of *query*. A read (``write=False``) is retried on a fresh connection when its
+        connection was lost (skipping pooled connections that died at the same time)."""
         return await self._run("fetch", query, args, write, timeout)
 
     async def _fetchrow(

@@ -91,6 +91,17 @@ async def test_every_backend_killed_then_100_concurrent_reads_succeed_and_are_co
             assert stats.get("requests_errors", 0) == 0
 
 
+async def test_the_first_read_after_every_backend_is_killed_succeeds(db_dsn: str, admin_dsn: str):
+    # Right after the kill the client has not yet seen the connections close: a single
+    # retry could land on a second dead connection. Reads must get through regardless.
+    async with UnifiedDB(db_dsn, min_size=6, max_size=6) as db:
+        for _ in range(5):
+            await asyncio.gather(*(db._fetchval("SELECT pg_sleep(0.02)") for _ in range(6)))
+            assert await terminate_backends(admin_dsn, db_dsn) == 6
+            assert await db._fetchval("SELECT 41 + 1") == 42
+        assert db.get_stats().get("requests_errors", 0) == 0
+
+
 async def test_reads_in_flight_when_their_backends_die_are_retried(db_dsn: str, admin_dsn: str):
     async with UnifiedDB(db_dsn, min_size=4, max_size=4) as db:
         reads = [asyncio.create_task(db._fetchval("SELECT $1::int FROM pg_sleep(0.6)", i)) for i in range(4)]
