@@ -100,8 +100,7 @@ async def reliability_section(db: UnifiedDB, out: DemoOutput) -> None:
 
 # Kills the backend running it only when that is the given pid, so the retry succeeds.
 _KILL_OWN_BACKEND = (
-    "SELECT CASE WHEN pg_backend_pid() = $1 THEN pg_terminate_backend(pg_backend_pid())::text"
-    " ELSE 'ok' END"
+    "SELECT CASE WHEN pg_backend_pid() = $1 THEN pg_terminate_backend(pg_backend_pid())::text ELSE 'ok' END"
 )
 
 Section = Callable[["UnifiedDB", DemoOutput], Awaitable[None]]
