@@ -30,6 +30,7 @@ from .config import Settings
 from .embedded import ensure_embedded
 from .errors import (
     DatabaseUnavailableError,
+    MigrationError,
     PoolClosedError,
     PoolTimeoutError,
     UnifiedDBError,
@@ -486,19 +487,33 @@ class UnifiedPostgreSQL:
 
     # ------------------------------------------------------------------ public API
 
+    @asynccontextmanager
+    async def _migrator(self) -> AsyncIterator[Migrator]:
+        """A Migrator on a pooled connection, its driver errors mapped like every helper's."""
+        async with self._acquire() as con:
+            try:
+                yield Migrator(con.raw, self.schema)
+            except asyncpg.InsufficientPrivilegeError as exc:
+                raise MigrationError(
+                    f"migrations need the schema owner's rights ({exc}); run `unified-db migrate` "
+                    "as the owner, and connect the application with its own role"
+                ) from exc
+            except Exception as exc:
+                raise map_driver_error(exc, "migrate", lost=connection_gone(con.raw)) from exc
+
     async def migrate(self, target: int | None = None) -> list[int]:
         """Apply pending migrations (up to *target*); returns the versions applied."""
-        async with self._acquire() as con:
-            return await Migrator(con.raw, self.schema).up(target)
+        async with self._migrator() as migrator:
+            return await migrator.up(target)
 
     async def migrate_down(self, steps: int = 1) -> list[int]:
         """Revert the *steps* most recent migrations; returns the versions reverted."""
-        async with self._acquire() as con:
-            return await Migrator(con.raw, self.schema).down(steps)
+        async with self._migrator() as migrator:
+            return await migrator.down(steps)
 
     async def migration_status(self) -> list[MigrationStatus]:
-        async with self._acquire() as con:
-            return await Migrator(con.raw, self.schema).status()
+        async with self._migrator() as migrator:
+            return await migrator.status()
 
     async def health(self) -> Health:
         """Server version, round-trip latency, schema version and pool figures.

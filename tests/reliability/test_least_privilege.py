@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner
 
-from unified_db import ConflictError, InvalidInputError, UnifiedDB, UnifiedDBError
+from unified_db import ConflictError, InvalidInputError, MigrationError, UnifiedDB, UnifiedDBError
 from unified_db.cli import app
 from unified_db.roles import grant_app_role
 
@@ -157,3 +157,16 @@ def test_cli_init_with_app_role(db_dsn: str, admin_dsn: str):
         assert bad.exit_code == 2 and "app role" in bad.output
     finally:
         asyncio.run(drop_role(db_dsn, role))
+
+
+async def test_the_app_role_with_a_pending_migration_gets_a_clear_migration_error(
+    db: UnifiedDB, db_dsn: str, admin_dsn: str, role: str
+):
+    await grant_app_role(db, role)
+    # As if a new release shipped a migration the deploy step has not applied yet.
+    await db._execute("DELETE FROM __schema__.schema_migrations WHERE version = 1")
+    app_dsn = as_user(pg.with_database(admin_dsn, pg.urlsplit_db(db_dsn)), role)
+    with pytest.raises(MigrationError, match="unified-db migrate"):
+        async with UnifiedDB(app_dsn, min_size=1, max_size=1):
+            pass
+    assert await db._fetchval("SELECT count(*) FROM __schema__.schema_migrations") == 0
