@@ -108,6 +108,11 @@ def map_driver_error(exc: BaseException, operation: str = "query", *, lost: bool
         ),
     ):
         return InvalidInputError(f"{operation}: the server rejected the input: {exc}")
+    if isinstance(exc, RecursionError):
+        # A deeply nested value: asyncpg's own error message (a repr of it) recursed too.
+        return InvalidInputError(
+            f"{operation}: a value is nested too deeply to encode (JSON nests at most 254 levels)"
+        )
     if isinstance(exc, asyncpg.UndefinedTableError):
         return MigrationError(
             f"{operation}: a table is missing ({exc}); run `unified-db migrate up` "
