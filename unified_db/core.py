@@ -438,7 +438,9 @@ class UnifiedPostgreSQL:
         pool = self._require_pool()
         self._stats.incr(st.REQUESTS_NUM)
         first_loss: float | None = None
+        attempts_left = pool.get_max_size() + 1  # a hard bound, whatever the driver reports
         while True:
+            attempts_left -= 1
             con = await self._acquire_raw(pool)
             opened = getattr(con, "_ud_opened", 0.0)
             try:
@@ -450,7 +452,7 @@ class UnifiedPostgreSQL:
                 # that died in the same event (a restart, a mass kill) can still look
                 # open; they fail fast and are replaced, so skip through them: at most
                 # one attempt per pooled connection.
-                if lost and not write and (first_loss is None or opened < first_loss):
+                if lost and not write and attempts_left > 0 and (first_loss is None or opened < first_loss):
                     if first_loss is None:
                         first_loss = time.monotonic()
                     self._stats.incr(st.RETRIES)
