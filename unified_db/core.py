@@ -396,6 +396,18 @@ class UnifiedPostgreSQL:
         self._stats.record_acquire(time.perf_counter() - start)
         return con
 
+    async def _release(self, pool: asyncpg.Pool, con: asyncpg.Connection) -> None:
+        """Return *con* to the pool; a failure there does not undo the work already done.
+
+        The pool resets a connection on release (one round trip). When the server went
+        away after the last statement, that reset fails and asyncpg closes the
+        connection; the caller's statements had succeeded, so their result stands.
+        """
+        try:
+            await pool.release(con)
+        except Exception:
+            log.debug("unified_db: resetting a released connection failed; it was closed", exc_info=True)
+
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[Conn]:
         """A pooled connection for several statements; released (shielded) on exit."""
@@ -404,7 +416,7 @@ class UnifiedPostgreSQL:
         try:
             yield Conn(con, self)
         finally:
-            await pool.release(con)
+            await self._release(pool, con)
 
     @asynccontextmanager
     async def _transaction(
@@ -460,7 +472,7 @@ class UnifiedPostgreSQL:
                 self._stats.incr(st.REQUESTS_ERRORS)
                 raise map_driver_error(exc, lost=lost) from exc
             finally:
-                await pool.release(con)
+                await self._release(pool, con)
 
     async def _fetch(
         self, query: str, *args: Any, write: bool = False, timeout: float | None = None

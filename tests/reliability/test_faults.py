@@ -102,6 +102,21 @@ async def test_the_first_read_after_every_backend_is_killed_succeeds(db_dsn: str
         assert db.get_stats().get("requests_errors", 0) == 0
 
 
+async def test_a_connection_lost_after_the_statement_does_not_fail_the_call(db_dsn: str, admin_dsn: str):
+    # The statement succeeded; the pool's reset on release then finds the backend gone
+    # (a crash or kill in between). The caller's result stands: no raw driver error.
+    async with UnifiedDB(db_dsn, min_size=1, max_size=1) as db:
+        admin = await asyncpg.connect(admin_dsn)
+        try:
+            for i in range(5):
+                async with db._acquire() as con:
+                    pid = await con.fetchval("SELECT pg_backend_pid()")
+                    await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+                assert await db._fetchval("SELECT $1::int", i) == i
+        finally:
+            await admin.close()
+
+
 async def test_reads_in_flight_when_their_backends_die_are_retried(db_dsn: str, admin_dsn: str):
     async with UnifiedDB(db_dsn, min_size=4, max_size=4) as db:
         reads = [asyncio.create_task(db._fetchval("SELECT $1::int FROM pg_sleep(0.6)", i)) for i in range(4)]
