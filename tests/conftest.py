@@ -14,16 +14,24 @@ from . import pg
 
 @pytest.fixture(scope="session")
 def admin_dsn() -> str:
-    """A superuser DSN: UNIFIED_DB_TEST_DSN, or an embedded server of this test session.
+    """A superuser DSN: UNIFIED_DB_TEST_ADMIN_DSN, else UNIFIED_DB_TEST_DSN, else an
+    embedded server of this test session.
 
     The embedded server lives in its own mkdtemp() directory, not under pytest's
     basetemp: pytest prunes old basetemp folders when a session starts, which would
     delete the data of a suite still running beside it. Stopped and deleted at exit.
     """
-    dsn = os.environ.get("UNIFIED_DB_TEST_DSN")
+    dsn = os.environ.get("UNIFIED_DB_TEST_ADMIN_DSN") or os.environ.get("UNIFIED_DB_TEST_DSN")
     if dsn:
         return dsn
     return pg.start_embedded(Path(tempfile.mkdtemp(prefix="udb-test-")) / "pgdata", "delete")
+
+
+@pytest.fixture(scope="session")
+def client_dsn(admin_dsn: str) -> str:
+    """What the library connects through: UNIFIED_DB_TEST_DSN (a pooler such as PgBouncer
+    when UNIFIED_DB_TEST_ADMIN_DSN names the server itself), else the admin DSN."""
+    return os.environ.get("UNIFIED_DB_TEST_DSN") or admin_dsn
 
 
 @pytest.fixture(scope="session")
@@ -34,20 +42,20 @@ def template_db(admin_dsn: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def db_dsn(admin_dsn: str, template_db: str) -> Iterator[str]:
+def db_dsn(admin_dsn: str, client_dsn: str, template_db: str) -> Iterator[str]:
     """A fresh, migrated database for one test."""
     name = pg.unique_name("udb_t")
-    dsn = pg.create_database(admin_dsn, name, template=template_db)
-    yield dsn
+    pg.create_database(admin_dsn, name, template=template_db)
+    yield pg.with_database(client_dsn, name)
     pg.drop_database(admin_dsn, name)
 
 
 @pytest.fixture
-def empty_dsn(admin_dsn: str) -> Iterator[str]:
+def empty_dsn(admin_dsn: str, client_dsn: str) -> Iterator[str]:
     """A fresh database with nothing applied."""
     name = pg.unique_name("udb_e")
-    dsn = pg.create_database(admin_dsn, name)
-    yield dsn
+    pg.create_database(admin_dsn, name)
+    yield pg.with_database(client_dsn, name)
     pg.drop_database(admin_dsn, name)
 
 

@@ -72,14 +72,46 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
 
 
 @app.command()
-def init(dsn: DsnOpt = None, schema: SchemaOpt = None) -> None:
-    """Create the schema and apply every migration."""
+def init(
+    dsn: DsnOpt = None,
+    schema: SchemaOpt = None,
+    app_role: Annotated[
+        str | None,
+        typer.Option(
+            "--app-role",
+            help="also create this login role with run-time privileges only (no DDL, TRUNCATE or DROP)",
+        ),
+    ] = None,
+    app_password: Annotated[
+        str | None,
+        typer.Option(
+            "--app-password",
+            envvar="UNIFIED_DB_APP_PASSWORD",
+            help="password for --app-role (better given as UNIFIED_DB_APP_PASSWORD)",
+        ),
+    ] = None,
+) -> None:
+    """Create the schema and apply every migration (and, with --app-role, the app's role)."""
+    from .roles import check_role_name, grant_app_role
 
-    async def go(db: UnifiedDB) -> list[int]:
-        return await db.migrate()
+    if app_role is not None:
+        try:
+            check_role_name(app_role)
+        except UnifiedDBError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
 
-    run(dsn, schema, go, auto_migrate=False)
+    async def go(db: UnifiedDB) -> Any:
+        await db.migrate()
+        if app_role is not None:
+            return await grant_app_role(db, app_role, password=app_password)
+        return None
+
+    role = run(dsn, schema, go, auto_migrate=False)
     console.print("schema ready")
+    if role is not None:
+        verb = "created" if role.created else "updated"
+        console.print(f"app role {role.role} {verb}: run-time privileges on schema {role.schema_name}")
 
 
 @app.command()

@@ -4,7 +4,8 @@ Feature mixins (``unified_db.extensions``) add methods on top and reach the data
 only through the helpers here: ``_acquire``, ``_transaction``, ``_fetch``,
 ``_fetchrow``, ``_fetchval``, ``_execute`` and ``_executemany``. Those helpers render
 the schema name into the SQL, map driver errors to ``unified_db.errors`` in one place,
-and retry a read once when its connection was lost (a write is never retried).
+and retry a read on a fresh connection when its connection was lost (a write is never
+retried).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .config import Settings
 from .embedded import ensure_embedded
 from .errors import (
     DatabaseUnavailableError,
+    MigrationError,
     PoolClosedError,
     PoolTimeoutError,
     UnifiedDBError,
@@ -98,6 +100,7 @@ class _Connection(asyncpg.Connection):
     """
 
     _ud_closing = False
+    _ud_opened = 0.0  # time.monotonic() when the pool opened it
 
     def get_reset_query(self) -> str:
         # asyncpg sends "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL"
@@ -105,7 +108,8 @@ class _Connection(asyncpg.Connection):
         # unified_db leaves no session state on a pooled connection (LISTEN runs on a
         # direct connection, advisory locks are transaction-scoped, settings are SET
         # LOCAL), so there is nothing to reset; an open transaction is still rolled back
-        # by asyncpg before this query would run.
+        # by asyncpg before this query would run. It also keeps application_name behind
+        # PgBouncer, where RESET ALL would return it to the pooler's (empty) start value.
         return ""
 
     async def close(self, *, timeout: float | None = None) -> None:
@@ -117,6 +121,20 @@ class _Connection(asyncpg.Connection):
         super().terminate()
 
 
+def connection_gone(con: asyncpg.Connection) -> bool:
+    """True when the server connection behind *con* has died.
+
+    asyncpg detaches a dead pooled connection from its proxy, after which every call on
+    the proxy (``is_closed()`` included) raises InterfaceError; and a statement sent on a
+    connection that died while idle can fail with an InternalClientError instead of a
+    connection error. Both mean "lost", not "bad statement".
+    """
+    try:
+        return con.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
 class Conn:
     """A connection handed to a mixin: same query methods, schema rendered, errors mapped."""
 
@@ -126,35 +144,38 @@ class Conn:
         self.raw = raw
         self._db = db
 
+    def _error(self, exc: BaseException) -> UnifiedDBError:
+        return map_driver_error(exc, lost=connection_gone(self.raw))
+
     async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[asyncpg.Record]:
         try:
             return await self.raw.fetch(self._db._sql(query), *args, timeout=timeout)
         except Exception as exc:
-            raise map_driver_error(exc) from exc
+            raise self._error(exc) from exc
 
     async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> asyncpg.Record | None:
         try:
             return await self.raw.fetchrow(self._db._sql(query), *args, timeout=timeout)
         except Exception as exc:
-            raise map_driver_error(exc) from exc
+            raise self._error(exc) from exc
 
     async def fetchval(self, query: str, *args: Any, timeout: float | None = None) -> Any:
         try:
             return await self.raw.fetchval(self._db._sql(query), *args, timeout=timeout)
         except Exception as exc:
-            raise map_driver_error(exc) from exc
+            raise self._error(exc) from exc
 
     async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
         try:
             return await self.raw.execute(self._db._sql(query), *args, timeout=timeout)
         except Exception as exc:
-            raise map_driver_error(exc) from exc
+            raise self._error(exc) from exc
 
     async def executemany(self, query: str, args: Sequence[Sequence[Any]]) -> None:
         try:
             await self.raw.executemany(self._db._sql(query), args)
         except Exception as exc:
-            raise map_driver_error(exc) from exc
+            raise self._error(exc) from exc
 
 
 class UnifiedPostgreSQL:
@@ -364,6 +385,8 @@ class UnifiedPostgreSQL:
 
     async def _init_connection(self, con: asyncpg.Connection) -> None:
         await register_json_codecs(con)
+        if isinstance(con, _Connection):
+            con._ud_opened = time.monotonic()
         con.add_termination_listener(self._on_connection_terminated)
         for setup in self._declared_setups():
             await setup(self, con)
@@ -468,8 +491,16 @@ class UnifiedPostgreSQL:
         return con
 
     async def _release_raw(self, pool: asyncpg.Pool, con: asyncpg.Connection) -> None:
+        """Return *con* to the pool; a failure there does not undo the work already done.
+
+        When the server went away after the last statement, asyncpg's release fails and
+        closes the connection; the caller's statements had succeeded, so their result
+        stands.
+        """
         try:
             await pool.release(con)
+        except Exception:
+            log.debug("unified_db: releasing a connection failed; it was closed", exc_info=True)
         finally:
             self._end_lease(pool)
 
@@ -503,11 +534,11 @@ class UnifiedPostgreSQL:
             try:
                 await tr.start()
             except Exception as exc:
-                raise map_driver_error(exc, "begin") from exc
+                raise map_driver_error(exc, "begin", lost=connection_gone(con.raw)) from exc
             try:
                 yield con
             except BaseException:
-                if not con.raw.is_closed():
+                if not connection_gone(con.raw):
                     try:
                         await tr.rollback()
                     except Exception:  # the original error matters more
@@ -516,43 +547,54 @@ class UnifiedPostgreSQL:
             try:
                 await tr.commit()
             except Exception as exc:
-                raise map_driver_error(exc, "commit") from exc
+                raise map_driver_error(exc, "commit", lost=connection_gone(con.raw)) from exc
 
     async def _run(
         self, method: str, query: str, args: tuple[Any, ...], write: bool, timeout: float | None
     ) -> Any:
         sql = self._sql(query)
         self._stats.incr(st.REQUESTS_NUM)
-        retried = False
+        first_loss: float | None = None
+        attempts_left: int | None = None
         while True:
             # Looked up on every attempt: a retry after _resize_pool must use the new pool.
             pool = self._require_pool()
+            if attempts_left is None:
+                attempts_left = pool.get_max_size() + 1  # a hard bound, whatever the driver reports
+            attempts_left -= 1
             con = await self._acquire_raw(pool)
+            opened = getattr(con, "_ud_opened", 0.0)
             try:
                 return await getattr(con, method)(sql, *args, timeout=timeout)
             except Exception as exc:
-                lost = is_connection_lost(exc)
+                # A timed-out statement is not replayed even if the cancel cost the connection.
+                lost = not isinstance(exc, TimeoutError) and (is_connection_lost(exc) or connection_gone(con))
                 if lost:
-                    if _still_open(con):  # broken but open: never hand it out again
+                    if not connection_gone(con):  # broken but open: never hand it out again
                         con.terminate()
                         self._stats.incr(st.CONNECTIONS_LOST)
                     # The server dropped one connection, so it probably dropped its
                     # siblings (restart, failover, pg_terminate_backend): replace them all
-                    # on their next acquire, so the retry below runs on a fresh one.
+                    # on their next acquire, so a retry runs on a fresh one.
                     await pool.expire_connections()
-                if not write and not retried and lost:
-                    retried = True
+                # A read is retried on a connection opened after the loss; one opened after
+                # it failing too means the server is really gone. At most one attempt per
+                # pooled connection.
+                if lost and not write and attempts_left > 0 and (first_loss is None or opened < first_loss):
+                    if first_loss is None:
+                        first_loss = time.monotonic()
                     self._stats.incr(st.RETRIES)
                     continue
                 self._stats.incr(st.REQUESTS_ERRORS)
-                raise map_driver_error(exc) from exc
+                raise map_driver_error(exc, lost=lost) from exc
             finally:
                 await self._release_raw(pool, con)
 
     async def _fetch(
         self, query: str, *args: Any, write: bool = False, timeout: float | None = None
     ) -> list[asyncpg.Record]:
-        """Rows of *query*. A read (``write=False``) is retried once on a lost connection."""
+        """Rows of *query*. A read (``write=False``) is retried on a fresh connection when its
+        connection was lost (skipping pooled connections that died at the same time)."""
         return await self._run("fetch", query, args, write, timeout)
 
     async def _fetchrow(
@@ -575,19 +617,33 @@ class UnifiedPostgreSQL:
 
     # ------------------------------------------------------------------ public API
 
+    @asynccontextmanager
+    async def _migrator(self) -> AsyncIterator[Migrator]:
+        """A Migrator on a pooled connection, its driver errors mapped like every helper's."""
+        async with self._acquire() as con:
+            try:
+                yield Migrator(con.raw, self.schema)
+            except asyncpg.InsufficientPrivilegeError as exc:
+                raise MigrationError(
+                    f"migrations need the schema owner's rights ({exc}); run `unified-db migrate` "
+                    "as the owner, and connect the application with its own role"
+                ) from exc
+            except Exception as exc:
+                raise map_driver_error(exc, "migrate", lost=connection_gone(con.raw)) from exc
+
     async def migrate(self, target: int | None = None) -> list[int]:
         """Apply pending migrations (up to *target*); returns the versions applied."""
-        async with self._acquire() as con:
-            return await Migrator(con.raw, self.schema).up(target)
+        async with self._migrator() as migrator:
+            return await migrator.up(target)
 
     async def migrate_down(self, steps: int = 1) -> list[int]:
         """Revert the *steps* most recent migrations; returns the versions reverted."""
-        async with self._acquire() as con:
-            return await Migrator(con.raw, self.schema).down(steps)
+        async with self._migrator() as migrator:
+            return await migrator.down(steps)
 
     async def migration_status(self) -> list[MigrationStatus]:
-        async with self._acquire() as con:
-            return await Migrator(con.raw, self.schema).status()
+        async with self._migrator() as migrator:
+            return await migrator.status()
 
     async def health(self) -> Health:
         """Server version, round-trip latency, schema version and pool figures.
@@ -629,18 +685,6 @@ class UnifiedPostgreSQL:
     def pop_stats(self) -> dict[str, object]:
         """Like get_stats(), then reset the counters."""
         return self._stats.pop_stats()
-
-
-def _still_open(con: Any) -> bool:
-    """Whether a pooled connection proxy still holds an open connection.
-
-    asyncpg detaches the proxy as soon as the connection closes, after which every
-    method, ``is_closed()`` included, raises InterfaceError.
-    """
-    try:
-        return not con.is_closed()
-    except asyncpg.InterfaceError:
-        return False
 
 
 def _redact(dsn: str) -> str:

@@ -19,6 +19,7 @@ from .demos.cache import cache_section
 from .demos.memory import memory_section
 from .demos.ops import ops_section
 from .demos.personas import personas_section
+from .demos.reliability import reliability_section
 from .demos.sessions import sessions_section
 from .demos.vectors import vectors_section
 
@@ -72,6 +73,7 @@ SECTIONS: list[Section] = [
     personas_section,
     vectors_section,
     ops_section,
+    reliability_section,
 ]
 
 

@@ -78,15 +78,17 @@ def is_connection_lost(exc: BaseException) -> bool:
     return False
 
 
-def map_driver_error(exc: BaseException, operation: str = "query") -> UnifiedDBError:
+def map_driver_error(exc: BaseException, operation: str = "query", *, lost: bool = False) -> UnifiedDBError:
     """Translate a driver (or socket) error into the unified_db error for it.
 
     The one place that knows asyncpg's exception classes; the caller raises the
-    result ``from exc``.
+    result ``from exc``. *lost*: the caller saw the connection die, whatever *exc*
+    says (asyncpg can report a dead connection as an InternalClientError or as a
+    proxy "released back to the pool").
     """
     if isinstance(exc, UnifiedDBError):
         return exc
-    if is_connection_lost(exc):
+    if lost or is_connection_lost(exc):
         return DatabaseUnavailableError(
             f"{operation}: the database connection was lost or refused ({exc.__class__.__name__}: "
             f"{exc}); check that the server is up, then retry"
@@ -110,6 +112,11 @@ def map_driver_error(exc: BaseException, operation: str = "query") -> UnifiedDBE
         ),
     ):
         return InvalidInputError(f"{operation}: the server rejected the input: {exc}")
+    if isinstance(exc, RecursionError):
+        # A deeply nested value: asyncpg's own error message (a repr of it) recursed too.
+        return InvalidInputError(
+            f"{operation}: a value is nested too deeply to encode (JSON nests at most 254 levels)"
+        )
     if isinstance(exc, asyncpg.UndefinedTableError):
         return MigrationError(
             f"{operation}: a table is missing ({exc}); run `unified-db migrate up` "

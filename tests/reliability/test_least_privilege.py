@@ -1,0 +1,172 @@
+"""``unified-db init --app-role``: the library runs as a role that cannot change the schema."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from typer.testing import CliRunner
+
+from unified_db import ConflictError, InvalidInputError, MigrationError, UnifiedDB, UnifiedDBError
+from unified_db.cli import app
+from unified_db.roles import grant_app_role
+
+from .. import pg
+
+
+def as_user(dsn: str, user: str, password: str | None = None) -> str:
+    parts = urlsplit(dsn)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    auth = user if password is None else f"{user}:{password}"
+    return urlunsplit(parts._replace(netloc=f"{auth}@{host}"))
+
+
+async def roles_named(admin_dsn: str, role: str) -> int:
+    con = await asyncpg.connect(admin_dsn)
+    try:
+        return await con.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1", role)
+    finally:
+        await con.close()
+
+
+async def drop_role(db_dsn: str, role: str) -> None:
+    con = await asyncpg.connect(db_dsn)
+    try:
+        if await con.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1", role):
+            # Names are test-made identifiers; the server quotes them.
+            for template in ("DROP OWNED BY %I", "DROP ROLE %I"):
+                await con.execute(await con.fetchval("SELECT format($1::text, $2::text)", template, role))
+    finally:
+        await con.close()
+
+
+@pytest.fixture
+async def role(db_dsn: str) -> AsyncIterator[str]:
+    name = pg.unique_name("udb_app").lower()
+    yield name
+    await drop_role(db_dsn, name)
+
+
+DDL = [
+    "CREATE TABLE __schema__.evil (n int)",
+    "TRUNCATE __schema__.instance_stats",
+    "DROP TABLE __schema__.instance_stats",
+    "ALTER TABLE __schema__.instance_stats ADD COLUMN evil int",
+    "CREATE INDEX evil ON __schema__.instance_stats (pid)",
+    "DELETE FROM __schema__.schema_migrations",  # the ledger is read-only for the app
+    "CREATE SCHEMA evil",
+]
+
+
+async def test_the_library_runs_as_the_app_role_and_ddl_is_refused(
+    db: UnifiedDB, db_dsn: str, admin_dsn: str, role: str
+):
+    result = await grant_app_role(db, role)
+    assert result.created and result.role == role and result.schema_name == "unified_db"
+    # A table a later migration adds (same owner) is covered by the default privileges.
+    await db._execute("CREATE TABLE __schema__.rel_later (k text PRIMARY KEY, v int)")
+
+    # Straight to the server: a pooler's auth file would not know the new role.
+    app_dsn = as_user(pg.with_database(admin_dsn, pg.urlsplit_db(db_dsn)), role)
+    async with UnifiedDB(app_dsn, min_size=1, max_size=2) as app_db:
+        health = await app_db.health()
+        assert health.ok and health.schema_version is not None
+        assert await app_db._fetchval("SELECT current_user") == role
+        await app_db._execute(
+            "INSERT INTO __schema__.instance_stats"
+            " (instance_id, namespace, application_name, hostname, pid, started_at, stats)"
+            " VALUES ('i1', 'default', 'app', 'h', 1, now(), $1)",
+            {"a": 1},
+        )
+        await app_db._execute("UPDATE __schema__.instance_stats SET pid = 2 WHERE instance_id = 'i1'")
+        assert (
+            await app_db._fetchval("SELECT pid FROM __schema__.instance_stats WHERE instance_id = 'i1'") == 2
+        )
+        await app_db._execute("INSERT INTO __schema__.rel_later VALUES ('k', 1)")
+        await app_db._execute("DELETE FROM __schema__.rel_later WHERE k = 'k'")
+        await app_db._execute("DELETE FROM __schema__.instance_stats WHERE instance_id = 'i1'")
+
+        for statement in DDL:
+            with pytest.raises(UnifiedDBError) as err:
+                await app_db._execute(statement)
+            assert isinstance(err.value.__cause__, asyncpg.InsufficientPrivilegeError), statement
+        with pytest.raises(UnifiedDBError):
+            await app_db.migrate_down()  # the deploy step's job, not the app's
+    tables = await db._fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'unified_db'")
+    assert tables == 3  # schema_migrations, instance_stats, rel_later: nothing dropped
+    assert await db._fetchval("SELECT count(*) FROM __schema__.schema_migrations") >= 1
+
+
+async def test_granting_again_is_idempotent_and_takes_back_extra_privileges(db: UnifiedDB, role: str):
+    await grant_app_role(db, role)
+    await db._execute(
+        await db._fetchval(
+            "SELECT format('GRANT TRUNCATE ON ALL TABLES IN SCHEMA unified_db TO %I', $1::text)", role
+        )
+    )
+    again = await grant_app_role(db, role, password="s3cret-'quote")
+    assert again.created is False and again.password_set is True
+    held = await db._fetchval(
+        "SELECT count(*) FROM information_schema.role_table_grants"
+        " WHERE grantee = $1 AND table_schema = 'unified_db' AND privilege_type = 'TRUNCATE'",
+        role,
+    )
+    assert held == 0
+    assert await db._fetchval("SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = $1", role)
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "Upper", "has space", "x;drop role postgres", "pg_evil", "a" * 64, "naïve", None, 7]
+)
+async def test_a_bad_role_name_is_refused_before_any_change(db: UnifiedDB, admin_dsn: str, bad):
+    before = await db._fetchval("SELECT count(*) FROM pg_roles")
+    with pytest.raises(InvalidInputError, match="app role"):
+        await grant_app_role(db, bad)
+    assert await db._fetchval("SELECT count(*) FROM pg_roles") == before
+
+
+async def test_a_bad_password_is_refused_before_any_change(db: UnifiedDB, admin_dsn: str, role: str):
+    for bad in ("", "nul\x00inside", 5):
+        with pytest.raises(InvalidInputError, match="password"):
+            await grant_app_role(db, role, password=bad)
+    assert await roles_named(admin_dsn, role) == 0
+
+
+async def test_a_superuser_is_never_made_the_app_role(db: UnifiedDB):
+    user = await db._fetchval("SELECT current_user")
+    before = await db._fetchval("SELECT count(*) FROM information_schema.role_table_grants")
+    with pytest.raises(ConflictError, match="SUPER"):
+        await grant_app_role(db, user)
+    assert await db._fetchval("SELECT count(*) FROM information_schema.role_table_grants") == before
+
+
+def test_cli_init_with_app_role(db_dsn: str, admin_dsn: str):
+    role = pg.unique_name("udb_cli").lower()
+    runner = CliRunner()
+    try:
+        result = runner.invoke(app, ["init", "--dsn", db_dsn, "--app-role", role])
+        assert result.exit_code == 0, result.output
+        assert f"app role {role} created" in result.output
+        again = runner.invoke(app, ["init", "--dsn", db_dsn, "--app-role", role])
+        assert again.exit_code == 0 and f"app role {role} updated" in again.output
+        assert asyncio.run(roles_named(admin_dsn, role)) == 1
+        bad = runner.invoke(app, ["init", "--dsn", db_dsn, "--app-role", "Bad Name"])
+        assert bad.exit_code == 2 and "app role" in bad.output
+    finally:
+        asyncio.run(drop_role(db_dsn, role))
+
+
+async def test_the_app_role_with_a_pending_migration_gets_a_clear_migration_error(
+    db: UnifiedDB, db_dsn: str, admin_dsn: str, role: str
+):
+    await grant_app_role(db, role)
+    # As if a new release shipped a migration the deploy step has not applied yet.
+    await db._execute("DELETE FROM __schema__.schema_migrations WHERE version = 1")
+    app_dsn = as_user(pg.with_database(admin_dsn, pg.urlsplit_db(db_dsn)), role)
+    with pytest.raises(MigrationError, match="unified-db migrate"):
+        async with UnifiedDB(app_dsn, min_size=1, max_size=1):
+            pass
+    assert await db._fetchval("SELECT count(*) FROM __schema__.schema_migrations") == 0
