@@ -30,6 +30,7 @@ from .config import Settings
 from .embedded import ensure_embedded
 from .errors import (
     DatabaseUnavailableError,
+    InvalidInputError,
     MigrationError,
     PoolClosedError,
     PoolTimeoutError,
@@ -188,7 +189,9 @@ class UnifiedPostgreSQL:
 
     #: Mixins add entries: name -> factory(db) returning a Component, or None when off.
     component_factories: ClassVar[dict[str, ComponentFactory]] = {}
-    #: Mixins add coroutines run on every new pooled connection (codecs, SET ...).
+    #: Mixins add coroutines run on every new pooled connection (codecs, SET ...). A
+    #: session setting made here lasts for the connection's life: pooled connections are
+    #: not reset on release (see _Connection.get_reset_query).
     connection_setups: ClassVar[tuple[ConnectionSetup, ...]] = ()
 
     def __init__(self, dsn: str | None = None, **settings: Any) -> None:
@@ -637,7 +640,12 @@ class UnifiedPostgreSQL:
             return await migrator.up(target)
 
     async def migrate_down(self, steps: int = 1) -> list[int]:
-        """Revert the *steps* most recent migrations; returns the versions reverted."""
+        """Revert the *steps* most recent migrations; returns the versions reverted.
+
+        Raises InvalidInputError (before any I/O) unless *steps* is a positive int.
+        """
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise InvalidInputError(f"steps must be a positive integer (got {steps!r})")
         async with self._migrator() as migrator:
             return await migrator.down(steps)
 

@@ -48,6 +48,10 @@ class MigrationError(UnifiedDBError):
     """A migration could not be applied, or an applied one was changed on disk."""
 
 
+class PermissionDeniedError(UnifiedDBError, PermissionError):
+    """The database role lacks a privilege the operation needs (see ``init --app-role``)."""
+
+
 class FeatureUnavailableError(UnifiedDBError):
     """A feature needs something the server does not have (an extension, a direct connection)."""
 
@@ -116,6 +120,11 @@ def map_driver_error(exc: BaseException, operation: str = "query", *, lost: bool
         # A deeply nested value: asyncpg's own error message (a repr of it) recursed too.
         return InvalidInputError(
             f"{operation}: a value is nested too deeply to encode (JSON nests at most 254 levels)"
+        )
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+        return PermissionDeniedError(
+            f"{operation}: the database role may not do this ({exc}); run it as the schema owner "
+            "(migrations, DDL) or grant the privilege"
         )
     if isinstance(exc, asyncpg.UndefinedTableError):
         return MigrationError(

@@ -257,3 +257,25 @@ def test_embedded_server_starts_and_is_reused_across_processes(tmp_path):
     finally:
         holder.communicate("\n", timeout=60)
     assert holder.returncode == 0
+
+
+@pytest.mark.parametrize("steps", [0, -1, 1.5, "1", True, None])
+async def test_migrate_down_rejects_bad_steps_before_any_io(db: UnifiedDB, steps):
+    before = [m.applied for m in await db.migration_status()]
+    with pytest.raises(InvalidInputError):
+        await db.migrate_down(steps)
+    assert [m.applied for m in await db.migration_status()] == before
+
+
+async def test_missing_privilege_is_permission_denied(db: UnifiedDB):
+    from unified_db import PermissionDeniedError
+
+    role = pg.unique_name("udb_nopriv")  # roles are cluster-wide: never reuse a name
+    await db._execute(f'CREATE ROLE "{role}" NOLOGIN')
+    try:
+        with pytest.raises(PermissionDeniedError, match="may not"):
+            async with db._transaction() as con:
+                await con.execute(f'SET LOCAL ROLE "{role}"')
+                await con.fetchval("SELECT count(*) FROM __schema__.schema_migrations")
+    finally:
+        await db._execute(f'DROP ROLE "{role}"')

@@ -88,3 +88,14 @@ def test_pool_sizes_follow_cpu_and_profile():
     assert Settings.load(environ={}, min_size=3, max_size=3).pool_sizes() == (3, 3)
     assert Settings.load(environ={}, min_size=30).pool_sizes(cpu_count=2) == (30, 30)
     assert Settings.load(environ={}, profile="serverless").inactive_lifetime < 60
+
+
+def test_every_setting_is_documented_and_no_documented_setting_is_stale():
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    documented = set(re.findall(r"^\| `(\w+)` \| `UNIFIED_DB_(\w+)`", doc, flags=re.M))
+    fields = {(f.alias or n, (f.alias or n).upper()) for n, f in Settings.model_fields.items()}
+    assert fields - documented == set(), "add these settings to docs/configuration.md"
+    assert documented - fields == set(), "these documented settings no longer exist"
