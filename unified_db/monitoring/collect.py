@@ -234,9 +234,9 @@ class Collector:
         }
 
     async def collect(self) -> Snapshot:
-        """One snapshot: seven round trips plus one capped count per table with an age rule:
-        catalog reads, indexed reads and a count of the namespace's cache entries and
-        sessions."""
+        """One snapshot: five round trips (instances, backends, server, tables, feature
+        figures) plus one capped count per table with an age rule. The feature figures
+        scan the namespace's cache entries and sessions."""
         db = self.db
         rows = await db._fetch(INSTANCES_SQL, db.namespace)
         payloads: list[Mapping[str, Any]] = []
