@@ -55,6 +55,18 @@ async def test_snapshot_reads_the_feature_tables(db: UnifiedDB, other_ns: Unifie
     assert {t.name: t.expired for t in theirs.tables}["workflow_runs"] == 0
 
 
+async def test_snapshot_lists_vector_items_once_a_pgvector_collection_exists(db: UnifiedDB):
+    available = await db._fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector')"
+    )
+    if not available:
+        pytest.skip("this server has no pgvector")
+    assert "vector_items" not in {t.name for t in (await Collector(db).collect()).tables}
+    await db.vector_collection_create("docs", 4)
+    tables = {t.name: t for t in (await Collector(db).collect()).tables}
+    assert tables["vector_items"].total_bytes > 0 and tables["vector_items"].expired is None
+
+
 async def test_snapshot_leaves_out_a_missing_feature_table(db: UnifiedDB):
     await db.session_create("u")
     await db._execute("DROP TABLE __schema__.sessions")
