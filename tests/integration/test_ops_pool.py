@@ -183,16 +183,19 @@ async def test_recommendations_from_live_figures(
 ):
     monkeypatch.setattr(logic, "IDLE_IN_TX_SECONDS", 0.2)
     monkeypatch.setattr(logic, "EXPIRED_MIN_ROWS", 10)
-    # The cache feature's table as that feature defines it (not on this branch).
-    await db._execute(
-        "CREATE TABLE __schema__.cache_entries (namespace text NOT NULL, key text NOT NULL,"
-        " expires_at timestamptz, size_bytes int NOT NULL DEFAULT 0, PRIMARY KEY (namespace, key))"
-    )
-    await db._execute(
-        "INSERT INTO __schema__.cache_entries (namespace, key, expires_at)"
-        " SELECT 'default', 'k' || g, now() - interval '1 minute' FROM generate_series(1, 50) g"
-    )
+    monkeypatch.setattr(logic, "DEAD_MIN_ROWS", 10)
     assert await other_ns.get_pool_recommendations() == []
+    # Through the features: 50 cache entries and 20 sessions that expire at once, and 100
+    # session rows deleted (dead tuples). One connection, so the deletes' statistics are
+    # this backend's, flushed on demand instead of up to 10 s later.
+    async with UnifiedDB(db_dsn, min_size=1, max_size=1) as writer:
+        await writer.cache_set_many({f"k{i}": i for i in range(50)}, ttl=0.05)
+        for i in range(20):
+            await writer.session_create(f"u{i}", idle_timeout=0.05)
+        gone = [await writer.session_create("churn") for _ in range(100)]
+        assert await writer.session_bulk_delete([s.id for s in gone]) == 100
+        await writer._execute("SELECT pg_stat_force_next_flush()")
+    await asyncio.sleep(0.2)
     stuck = await asyncpg.connect(db_dsn, server_settings={"application_name": "unified_db"})
     try:
         await stuck.execute("BEGIN; SELECT 1")
@@ -203,9 +206,12 @@ async def test_recommendations_from_live_figures(
     findings = " | ".join(r.finding for r in recs)
     assert "idle in transaction" in findings
     assert "cache_entries holds 50 expired rows" in findings
+    assert "sessions holds 20 expired rows" in findings
+    assert "sessions has 100 dead rows" in findings
     assert recs == sorted(recs, key=lambda r: ["critical", "warning", "info"].index(r.severity))
-    # the other namespace has no expired rows of its own, and its own backends are the same app
-    assert not any("expired" in r.finding for r in await other_ns.get_pool_recommendations())
+    # the other namespace has no expired rows of its own; dead rows are the shared table's
+    theirs = " | ".join(r.finding for r in await other_ns.get_pool_recommendations())
+    assert "expired" not in theirs and "sessions has 100 dead rows" in theirs
 
 
 async def test_stats_flush_writes_this_instance_and_removes_it_on_close(db_dsn: str, db: UnifiedDB):

@@ -118,6 +118,10 @@ def test_feature_of_groups_operations_by_prefix():
     assert feature_of("get_pool_recommendations") == "pool"
     assert feature_of("terminate_idle_connections") == "pool"
     assert feature_of("health") == "other"
+    # every public operation the features register lands in its own feature
+    assert feature_of("workflow_claim_next") == "agents"
+    assert feature_of("langgraph_aput") == "agents"
+    assert feature_of("vector_search") == "vectors"
 
 
 def test_ratio_and_bytes():

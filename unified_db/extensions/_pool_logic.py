@@ -19,10 +19,19 @@ SESSION_TABLE = "sessions"
 SNAPSHOT_TABLE = "memory_snapshots"
 WORKFLOW_TABLE = "workflow_runs"
 PERSONA_TABLE = "personas"
+VECTOR_TABLE = "vector_items"  # created by the pgvector backend on the first collection
 STATS_TABLE = "instance_stats"
 #: Tables with a high churn of deletes and updates: vacuumed by `unified-db maintain`.
 CHURN_TABLES = (CACHE_TABLE, SESSION_TABLE, SNAPSHOT_TABLE, WORKFLOW_TABLE, STATS_TABLE)
-WATCHED_TABLES = (CACHE_TABLE, SESSION_TABLE, SNAPSHOT_TABLE, WORKFLOW_TABLE, PERSONA_TABLE, STATS_TABLE)
+WATCHED_TABLES = (
+    CACHE_TABLE,
+    SESSION_TABLE,
+    SNAPSHOT_TABLE,
+    WORKFLOW_TABLE,
+    PERSONA_TABLE,
+    VECTOR_TABLE,
+    STATS_TABLE,
+)
 
 # Thresholds of the recommendation rules (see docs/operations.md).
 SLOW_ACQUIRE_MS = 50.0
@@ -103,9 +112,11 @@ class ConnectionDiagnostic(BaseModel):
 
 
 class TableFigures(BaseModel):
-    """Size and churn of one table another feature owns; ``expired`` counts this
-    namespace's rows past their expiry (capped at EXPIRED_COUNT_CAP), None when the table
-    has no expiry column unified_db knows."""
+    """Size and churn of one table another feature owns. ``expired`` counts this
+    namespace's rows that ``unified-db cleanup`` would delete by age (capped at
+    EXPIRED_COUNT_CAP): cache entries past their TTL, idle- or absolutely-expired
+    sessions, finished workflow runs older than ``workflow_retention_days``; None for a
+    table without such an age rule (snapshot retention keeps a number per agent)."""
 
     name: str
     live_rows: int = 0
@@ -321,6 +332,7 @@ FEATURE_PREFIXES = {
     "memory": "memory",
     "agent": "agents",
     "workflow": "agents",
+    "langgraph": "agents",  # the LangGraph checkpointer stores through the agents feature
     "persona": "personas",
     "vector": "vectors",
 }

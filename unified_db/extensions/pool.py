@@ -22,6 +22,7 @@ from ._pool_logic import (
     EXPIRED_COUNT_CAP,
     SESSION_TABLE,
     WATCHED_TABLES,
+    WORKFLOW_TABLE,
     BackendSummary,
     ConnectionDiagnostic,
     ExtendedPoolStats,
@@ -103,7 +104,9 @@ SELECT t.name, c.oid IS NOT NULL AS present,
  ORDER BY t.ord
 """
 
-# Counted up to a cap ($2) so a large backlog costs a bounded scan.
+# The rows `unified-db cleanup` would delete by age, with the same predicate as each
+# feature's cleanup step (cache.py, sessions.py, agents.py), counted up to a cap ($2) so a
+# large backlog costs a bounded scan. $3: workflow_retention_days in seconds.
 EXPIRED_SQL = {
     CACHE_TABLE: """
         SELECT count(*) FROM (SELECT 1 FROM __schema__.cache_entries
@@ -111,6 +114,10 @@ EXPIRED_SQL = {
     SESSION_TABLE: """
         SELECT count(*) FROM (SELECT 1 FROM __schema__.sessions
          WHERE namespace = $1 AND (expires_at <= now() OR absolute_expires_at <= now()) LIMIT $2) x""",
+    WORKFLOW_TABLE: """
+        SELECT count(*) FROM (SELECT 1 FROM __schema__.workflow_runs
+         WHERE namespace = $1 AND status IN ('succeeded', 'failed', 'cancelled')
+           AND finished_at < now() - make_interval(secs => $3) LIMIT $2) x""",
 }
 
 FLUSH_SQL = """
@@ -294,8 +301,9 @@ class PoolDiagnosticsMixin(_Base):
     async def get_pool_recommendations(self) -> list[Recommendation]:
         """Findings, most severe first, with the change that addresses each: waiters with
         slow acquires, a mostly idle pool, a server near max_connections, backends idle in
-        transaction, dead rows in the cache or session table, an expired backlog.
-        Three round trips, plus one capped count per table with an expiry."""
+        transaction, dead rows in the cache or session table, an expired backlog (cache
+        entries, sessions, finished workflow runs past their retention).
+        Three round trips, plus one capped count per table with an age rule."""
         pool = self.get_pool_stats()
         rows = await self._fetch(BACKENDS_SQL, self.settings.application_name)
         server = await self._fetchrow(SERVER_SQL)
@@ -310,7 +318,7 @@ class PoolDiagnosticsMixin(_Base):
 
     async def _pool_table_figures(self) -> list[TableFigures]:
         """Size and dead rows of the other features' tables that exist, and the
-        namespace's expired rows where the table has a known expiry column."""
+        namespace's expired rows where the table has an age rule (see EXPIRED_SQL)."""
         rows = await self._fetch(TABLES_SQL, list(WATCHED_TABLES))
         out = []
         for r in rows:
@@ -319,10 +327,10 @@ class PoolDiagnosticsMixin(_Base):
             expired = None
             sql = EXPIRED_SQL.get(r["name"])
             if sql is not None:
-                try:
-                    expired = int(await self._fetchval(sql, self.namespace, EXPIRED_COUNT_CAP))
-                except UnifiedDBError as exc:  # a table of another shape: no figure, no failure
-                    log.debug("unified_db: no expired count for %s: %s", r["name"], exc)
+                args: list[Any] = [self.namespace, EXPIRED_COUNT_CAP]
+                if r["name"] == WORKFLOW_TABLE:
+                    args.append(float(self.settings.workflow_retention_days) * 86400.0)
+                expired = int(await self._fetchval(sql, *args))
             out.append(
                 TableFigures(
                     name=r["name"],

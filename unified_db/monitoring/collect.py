@@ -3,8 +3,10 @@
 Per-process figures (calls, latency, hits, the pool) come from the ``instance_stats``
 rows that each ``UnifiedDB`` with ``stats_flush_interval > 0`` writes, plus, when asked,
 the live figures of the instance doing the collecting. Database figures (table sizes,
-dead rows, expired backlog, active sessions, snapshots) are read from the server; a
-table another feature owns is read only when it exists.
+dead rows, expired backlog, live cache entries, active sessions, snapshots, workflow
+runs) are read from the feature tables the migrations create, with each feature's own
+expiry rules; a table that does not exist (``vector_items`` before the first pgvector
+collection) is left out.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from ..errors import UnifiedDBError
 from ..extensions._pool_logic import (
+    CACHE_TABLE,
     SESSION_TABLE,
     SNAPSHOT_TABLE,
+    WORKFLOW_TABLE,
     PoolStats,
     Recommendation,
     ServerFigures,
@@ -46,15 +49,26 @@ SELECT instance_id, hostname, pid, application_name, stats,
  ORDER BY started_at, instance_id
 """
 
-ACTIVE_SESSIONS_SQL = """
-SELECT count(*) FROM __schema__.sessions
- WHERE namespace = $1 AND expires_at > now() AND absolute_expires_at > now()
+# The namespace's figures of the feature tables, in one round trip, with each feature's
+# own predicates: a cache entry is live until expires_at (NULL: no TTL), a session until
+# its idle or absolute expiry; pending and running runs are read through their partial
+# indexes. Scans the namespace's cache entries and sessions: cheap at dashboard rates.
+FEATURE_FIGURES_SQL = """
+SELECT (SELECT count(*) FROM __schema__.cache_entries
+         WHERE namespace = $1 AND (expires_at IS NULL OR expires_at > now()))::bigint AS cache_entries,
+       (SELECT count(*) FROM __schema__.sessions
+         WHERE namespace = $1 AND expires_at > now() AND absolute_expires_at > now())::bigint
+         AS active_sessions,
+       snap.n AS snapshots, snap.bytes AS snapshot_bytes,
+       (SELECT count(*) FROM __schema__.workflow_runs
+         WHERE namespace = $1 AND status = 'pending')::bigint AS runs_pending,
+       (SELECT count(*) FROM __schema__.workflow_runs
+         WHERE namespace = $1 AND status = 'running')::bigint AS runs_running
+  FROM (SELECT count(*)::bigint AS n, coalesce(sum(size_bytes), 0)::bigint AS bytes
+          FROM __schema__.memory_snapshots WHERE namespace = $1) snap
 """
-
-SNAPSHOTS_SQL = """
-SELECT count(*)::bigint AS n, coalesce(sum(size_bytes), 0)::bigint AS bytes
-  FROM __schema__.memory_snapshots WHERE namespace = $1
-"""
+#: The tables FEATURE_FIGURES_SQL reads; it runs only when all of them exist.
+FEATURE_FIGURE_TABLES = frozenset({CACHE_TABLE, SESSION_TABLE, SNAPSHOT_TABLE, WORKFLOW_TABLE})
 
 
 class InstanceFigures(BaseModel):
@@ -98,11 +112,17 @@ class Snapshot(BaseModel):
     counters: dict[str, int]
     histograms: dict[str, dict[str, Any]]
     pool: PoolStats
+    #: hits / reads of cache_get and the batch reads, near-cache hits included
     cache_hit_ratio: float | None
+    #: near-cache hits / near-cache lookups (None without cache_local_size)
     near_cache_hit_ratio: float | None
+    #: The namespace's figures of the feature tables (None when a table is missing).
+    cache_entries: int | None
     active_sessions: int | None
     snapshots: int | None
     snapshot_bytes: int | None
+    workflow_runs_pending: int | None
+    workflow_runs_running: int | None
     tables: list[TableFigures]
     server: ServerFigures
     backends: dict[str, int]
@@ -214,7 +234,9 @@ class Collector:
         }
 
     async def collect(self) -> Snapshot:
-        """One snapshot: about seven round trips, each a small catalog or indexed read."""
+        """One snapshot: five round trips (instances, backends, server, tables, feature
+        figures) plus one capped count per table with an age rule. The feature figures
+        scan the namespace's cache entries and sessions."""
         db = self.db
         rows = await db._fetch(INSTANCES_SQL, db.namespace)
         payloads: list[Mapping[str, Any]] = []
@@ -269,13 +291,10 @@ class Collector:
         server = ServerFigures(**dict(server_row or {}))
         tables = await db._pool_table_figures()
         present = {t.name for t in tables}
-        active_sessions = snapshots = snapshot_bytes = None
-        if SESSION_TABLE in present:
-            active_sessions = await _optional(db._fetchval(ACTIVE_SESSIONS_SQL, db.namespace))
-        if SNAPSHOT_TABLE in present:
-            snap = await _optional(db._fetchrow(SNAPSHOTS_SQL, db.namespace))
-            if snap is not None:
-                snapshots, snapshot_bytes = int(snap["n"]), int(snap["bytes"])
+        figures: dict[str, Any] = {}
+        if FEATURE_FIGURE_TABLES <= present:
+            row = await db._fetchrow(FEATURE_FIGURES_SQL, db.namespace)
+            figures = {k: int(v) for k, v in dict(row or {}).items()}
         return Snapshot(
             taken_at=datetime.now(UTC),
             schema_name=db.schema,
@@ -288,19 +307,14 @@ class Collector:
             pool=pool,
             cache_hit_ratio=ratio(c.get("cache_hits", 0), c.get("cache_misses", 0)),
             near_cache_hit_ratio=ratio(c.get("local_hits", 0), c.get("local_misses", 0)),
-            active_sessions=None if active_sessions is None else int(active_sessions),
-            snapshots=snapshots,
-            snapshot_bytes=snapshot_bytes,
+            cache_entries=figures.get("cache_entries"),
+            active_sessions=figures.get("active_sessions"),
+            snapshots=figures.get("snapshots"),
+            snapshot_bytes=figures.get("snapshot_bytes"),
+            workflow_runs_pending=figures.get("runs_pending"),
+            workflow_runs_running=figures.get("runs_running"),
             tables=tables,
             server=server,
             backends=backends.states,
             recommendations=recommend(pool, backends, server, tables),
         )
-
-
-async def _optional(awaitable: Any) -> Any:
-    """The result, or None when another feature's table has a shape this release does not know."""
-    try:
-        return await awaitable
-    except UnifiedDBError:
-        return None

@@ -80,7 +80,7 @@ def render(snap: Snapshot) -> Group:
     state = Table(
         Column("figure", no_wrap=True),
         "value",
-        title="Pool, cache, sessions, snapshots",
+        title="Pool, cache, sessions, snapshots, runs",
         title_justify="left",
     )
     state.add_row("pool in use / idle / waiting", f"{p.in_use} / {p.idle} / {p.waiting}")
@@ -89,10 +89,15 @@ def render(snap: Snapshot) -> Group:
     state.add_row("acquire timeouts / lost conns", f"{p.acquire_timeouts} / {p.connections_lost}")
     state.add_row("server connections", f"{_n(snap.server.connections)} of {_n(snap.server.max_connections)}")
     state.add_row("app backends by state", ", ".join(f"{k} {v}" for k, v in snap.backends.items()) or "-")
-    state.add_row("cache hit ratio (table)", _pct(snap.cache_hit_ratio))
+    state.add_row("cache hit ratio (all reads)", _pct(snap.cache_hit_ratio))
     state.add_row("cache hit ratio (near-cache)", _pct(snap.near_cache_hit_ratio))
+    state.add_row("cache entries (live)", _n(snap.cache_entries))
     state.add_row("active sessions", _n(snap.active_sessions))
     state.add_row("snapshots / bytes", f"{_n(snap.snapshots)} / {human_bytes(snap.snapshot_bytes)}")
+    state.add_row(
+        "workflow runs pending / running",
+        f"{_n(snap.workflow_runs_pending)} / {_n(snap.workflow_runs_running)}",
+    )
 
     tables = Table(
         Column("table", no_wrap=True),

@@ -6,7 +6,8 @@ Two ways to use it:
   process's figures (read at scrape time, no I/O);
 * as an exporter: ``unified-db metrics --port 9187`` serves the figures every instance
   of a namespace flushes to the database (``stats_flush_interval``), plus table sizes,
-  dead and expired rows, active sessions and snapshots, refreshed every few seconds.
+  dead and expired rows, live cache entries, active sessions, snapshots and workflow
+  runs, refreshed every few seconds.
 
 Names follow the Prometheus conventions: ``unified_db_`` prefix, ``_total`` counters,
 base units (seconds, bytes), an ``unified_db_operation_seconds`` histogram by operation.
@@ -48,7 +49,7 @@ COUNTERS = {
     "retries": ("unified_db_retries", "Reads retried once after a lost connection."),
     "connections_lost": ("unified_db_connections_lost", "Pooled connections the server dropped."),
     "acquire_timeouts": ("unified_db_acquire_timeouts", "Acquires that hit acquire_timeout."),
-    "cache_hits": ("unified_db_cache_hits", "Cache reads answered by the table."),
+    "cache_hits": ("unified_db_cache_hits", "Cache reads that found the key (near-cache hits included)."),
     "cache_misses": ("unified_db_cache_misses", "Cache reads that found nothing."),
     "local_hits": ("unified_db_cache_local_hits", "Cache reads answered by the near-cache."),
     "local_misses": ("unified_db_cache_local_misses", "Cache reads the near-cache could not answer."),
@@ -140,6 +141,7 @@ def snapshot_families(snap: Snapshot) -> Iterator[Metric]:
                 g.add_metric([ns, t.name], v)
         yield g
     for name, doc, value in (
+        ("unified_db_cache_entries", "Cache entries not yet expired.", snap.cache_entries),
         ("unified_db_sessions_active", "Sessions not yet expired.", snap.active_sessions),
         ("unified_db_snapshots", "Memory snapshots stored.", snap.snapshots),
         ("unified_db_snapshot_bytes", "Bytes of memory snapshots stored.", snap.snapshot_bytes),
@@ -148,6 +150,13 @@ def snapshot_families(snap: Snapshot) -> Iterator[Metric]:
             g = GaugeMetricFamily(name, doc, labels=["namespace"])
             g.add_metric([ns], value)
             yield g
+    runs = GaugeMetricFamily(
+        "unified_db_workflow_runs", "Workflow runs pending or running.", labels=["namespace", "status"]
+    )
+    for status, value in (("pending", snap.workflow_runs_pending), ("running", snap.workflow_runs_running)):
+        if value is not None:
+            runs.add_metric([ns, status], value)
+    yield runs
 
 
 class UnifiedDBCollector(_Collector):
