@@ -572,7 +572,8 @@ class PersonaMixin(_Base):
 
         ``is_default=True`` moves the default to it. Raises InvalidInputError naming the
         bad field (nothing written), ConflictError when the name exists in this namespace
-        (soft-deleted ones included). One transaction, 3 round trips (6 to move the default).
+        (soft-deleted ones included). One transaction, 4 round trips with the NOTIFY (7 to move the
+        default).
         """
         draft = parse_persona(persona)
         actor = check_actor(actor)
@@ -591,7 +592,7 @@ class PersonaMixin(_Base):
     async def persona_get(self, name: str, *, include_inactive: bool = False) -> Persona | None:
         """The persona called *name*, or None (soft-deleted ones only with ``include_inactive``).
 
-        One indexed query (the primary key).
+        One indexed query (the primary key); none on a near-cache hit.
         """
         check_name(name)
         return await self._persona_read(name, include_inactive=bool(include_inactive))
@@ -641,7 +642,7 @@ class PersonaMixin(_Base):
         response_format, persona_type). Changes equal to the current values write nothing
         and return the persona as it is. ``expected_version``: optimistic concurrency, a
         different current version is ConflictError. Raises InvalidInputError,
-        NotFoundError. One transaction, 2 round trips plus BEGIN/COMMIT.
+        NotFoundError. One transaction, 3 round trips (with the NOTIFY) plus BEGIN/COMMIT.
         """
         check_name(name)
         fields = parse_changes(changes)
@@ -691,7 +692,7 @@ class PersonaMixin(_Base):
         """Write a new version whose content equals *version*'s (history is never rewritten).
 
         Raises NotFoundError when the persona or the version does not exist. One
-        transaction, 3 round trips plus BEGIN/COMMIT.
+        transaction, 4 round trips (with the NOTIFY) plus BEGIN/COMMIT.
         """
         check_name(name)
         check_positive_int(version, "version")
@@ -743,14 +744,14 @@ class PersonaMixin(_Base):
 
         Users who chose it fall back to the default. Deleting a deleted persona changes
         nothing. Raises NotFoundError, ConflictError for the default persona. One
-        transaction, 2 round trips plus BEGIN/COMMIT.
+        transaction, 3 round trips (with the NOTIFY) plus BEGIN/COMMIT.
         """
         check_name(name)
         return await self._persona_set_active(name, False, check_actor(actor))
 
     @operation("persona_restore")
     async def persona_restore(self, name: str, *, actor: str | None = None) -> Persona:
-        """Undo a soft delete. Raises NotFoundError. One transaction, 2 round trips + BEGIN/COMMIT."""
+        """Undo a soft delete. Raises NotFoundError. One transaction, 3 round trips + BEGIN/COMMIT."""
         check_name(name)
         return await self._persona_set_active(name, True, check_actor(actor))
 
@@ -759,7 +760,7 @@ class PersonaMixin(_Base):
         """Delete for good: the persona, its versions, metrics and the preferences naming it.
 
         The audit trail is kept (with a ``purge`` entry). Raises NotFoundError,
-        ConflictError for the default persona. One transaction, 2 round trips + BEGIN/COMMIT.
+        ConflictError for the default persona. One transaction, 3 round trips + BEGIN/COMMIT.
         """
         check_name(name)
         actor = check_actor(actor)
@@ -781,7 +782,7 @@ class PersonaMixin(_Base):
         Concurrent calls are serialized by a transaction-scoped advisory lock, so each
         succeeds and exactly one default remains (the last to commit); the partial unique
         index guarantees it regardless. Raises NotFoundError, ConflictError for a
-        soft-deleted persona. One transaction, 4 round trips plus BEGIN/COMMIT.
+        soft-deleted persona. One transaction, 5 round trips (with the NOTIFY) plus BEGIN/COMMIT.
         """
         check_name(name)
         actor = check_actor(actor)
@@ -811,7 +812,7 @@ class PersonaMixin(_Base):
         *persona*: what to create (dict or model) instead of the built-in ``assistant``;
         an existing active persona of that name is made the default rather than
         replaced. Raises ConflictError when that name exists but is soft-deleted.
-        One transaction: 4 round trips when a default exists, up to 7 otherwise.
+        One transaction: 4 round trips when a default exists, up to 8 otherwise.
         """
         draft = parse_persona(DEFAULT_PERSONA if persona is None else persona)
         if not draft.is_active:
@@ -841,7 +842,7 @@ class PersonaMixin(_Base):
         """Record which persona *user_id* wants; ``name=None`` clears the choice.
 
         Raises NotFoundError when *name* is not an active persona. One statement in a
-        transaction (3 round trips with BEGIN/COMMIT).
+        transaction (4 round trips with BEGIN/COMMIT and the NOTIFY).
         """
         check_user_id(user_id)
         if name is not None:
@@ -857,7 +858,7 @@ class PersonaMixin(_Base):
     async def persona_get_for_user(self, user_id: str) -> Persona | None:
         """The persona *user_id* chose while it is active, else the default (None if neither).
 
-        One indexed query.
+        One indexed query; none on a near-cache hit.
         """
         check_user_id(user_id)
         return await self._persona_read_for_user(user_id)
@@ -919,7 +920,7 @@ class PersonaMixin(_Base):
         ConflictError. A record equal to the stored persona (content and is_active) is
         reported unchanged and not written; ``is_default: true`` moves the default.
         Read-only fields (version, timestamps) are ignored, so ``persona_export`` output
-        imports as is. Round trips do not grow with the batch: at most 6 plus BEGIN/COMMIT.
+        imports as is. Round trips do not grow with the batch: at most 7 plus BEGIN/COMMIT.
         """
         drafts = parse_import(items)
         actor = check_actor(actor)
