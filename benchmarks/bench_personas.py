@@ -1,4 +1,5 @@
-"""Personas: persona_get and paginated persona_list at 10k and 1M personas, import of 10k.
+"""Personas: persona_get (with and without the near-cache) and paginated persona_list at
+10k and 1M personas, persona_get_for_user, import of 10k.
 
 The floor is raw asyncpg running the same SQL (rendered by the same instance) through a
 pool of the same size, measured alternately with unified_db in the same run. Personas
@@ -196,6 +197,62 @@ async def run(ctx: Context) -> list[Row]:
                 higher_is_better=False,
             )
         )
+
+        # The near-cache: a hot set of 1,000 personas read again and again, served from L1
+        # once read, against the same reads without L1 and raw asyncpg, alternately.
+        near = UnifiedDB(dsn, namespace=NAMESPACE, min_size=POOL, max_size=POOL, cache_local_size=10_000)
+        await near.open()
+        try:
+            hrnd = random.Random(11)
+            hot = [_name(hrnd.randint(1, have)) for _ in range(1000)]
+
+            def pick_hot(hrnd: random.Random = hrnd) -> str:
+                return hot[hrnd.randrange(len(hot))]
+
+            async def l1_get() -> object:
+                return await near.persona_get(pick_hot())
+
+            async def db_get() -> object:
+                return await db.persona_get(pick_hot())
+
+            async def raw_hot_get() -> object:
+                return await raw.fetchrow(get_sql, NAMESPACE, pick_hot(), False)
+
+            for name in hot:  # fill L1 before measuring
+                await near.persona_get(name)
+            before = near.get_stats().get("persona_local_hits", 0)
+            ops = {"l1": l1_get, "db": db_get, "raw": raw_hot_get}
+            lat = await _paired_latencies(ops, n)
+            hits = near.get_stats().get("persona_local_hits", 0) - before
+            calls = n + min(200, n)
+            ctx.notes.append(f"personas: near-cache hit ratio during the L1 run {hits / calls:.1%}")
+            section = "personas: persona_get, near-cache (peer: no near-cache)"
+            for q in (50, 99):
+                rows.append(
+                    Row(
+                        section,
+                        f"p{q} latency, hot set of 1,000, {have:,} personas",
+                        pct(lat["l1"], q),
+                        "ms",
+                        floor=pct(lat["raw"], q),
+                        peer=pct(lat["db"], q),
+                        peer_name="no near-cache",
+                        higher_is_better=False,
+                    )
+                )
+            rates = await interleaved(ops, n * 4, concurrency=16)
+            rows.append(
+                Row(
+                    section,
+                    f"ops/s, 16 tasks, hot set of 1,000, {have:,} personas",
+                    rates["l1"],
+                    floor=rates["raw"],
+                    peer=rates["db"],
+                    peer_name="no near-cache",
+                )
+            )
+        finally:
+            await near.close()
 
         # Import: 10,000 new personas in one all-or-nothing call, then the same file again.
         count = ctx.scale(10_000, 2_000)

@@ -139,11 +139,32 @@ def connection_gone(con: asyncpg.Connection) -> bool:
 class Conn:
     """A connection handed to a mixin: same query methods, schema rendered, errors mapped."""
 
-    __slots__ = ("raw", "_db")
+    __slots__ = ("raw", "_db", "_when_done")
 
     def __init__(self, raw: asyncpg.Connection, db: UnifiedPostgreSQL):
         self.raw = raw
         self._db = db
+        self._when_done: list[Callable[[], None]] | None = None
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call *callback* (plain, no I/O) once this connection is given back.
+
+        Under ``_transaction()`` that is after the COMMIT or the ROLLBACK, whichever
+        happened, and also when the block raised. A near-cache drops its own copies
+        there: dropped earlier, a concurrent read of the not yet committed rows could
+        put the old value back.
+        """
+        if self._when_done is None:
+            self._when_done = []
+        self._when_done.append(callback)
+
+    def _done(self) -> None:
+        callbacks, self._when_done = self._when_done, None
+        for callback in callbacks or ():
+            try:
+                callback()
+            except Exception:  # one failing callback must not skip the others
+                log.exception("unified_db: a when_done callback failed")
 
     def _error(self, exc: BaseException) -> UnifiedDBError:
         return map_driver_error(exc, lost=connection_gone(self.raw))
@@ -522,10 +543,14 @@ class UnifiedPostgreSQL:
         """A pooled connection for several statements; released (shielded) on exit."""
         pool = self._require_pool()
         con = await self._acquire_raw(pool)
+        conn = Conn(con, self)
         try:
-            yield Conn(con, self)
+            yield conn
         finally:
-            await self._release_raw(pool, con)
+            try:
+                await self._release_raw(pool, con)
+            finally:
+                conn._done()
 
     @asynccontextmanager
     async def _transaction(

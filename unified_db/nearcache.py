@@ -1,7 +1,7 @@
 """A per-process near-cache (L1) kept coherent across processes by LISTEN/NOTIFY.
 
 Any feature can keep its own objects here, keyed by ``(kind, key)``: kind ``"cache"`` is
-the cache's, ``"persona"`` the personas'. The pieces:
+the cache's, ``"persona"`` and ``"persona_user"`` the personas'. The pieces:
 
 * :class:`NearCache`: the in-memory LRU, no I/O. ``get`` says hit or miss; ``put`` stores
   with a TTL, but only when no invalidation of that key arrived since the caller's

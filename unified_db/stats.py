@@ -21,6 +21,8 @@ CACHE_HITS = "cache_hits"
 CACHE_MISSES = "cache_misses"
 LOCAL_HITS = "local_hits"
 LOCAL_MISSES = "local_misses"
+PERSONA_LOCAL_HITS = "persona_local_hits"
+PERSONA_LOCAL_MISSES = "persona_local_misses"
 
 SAMPLE_SIZE = 2048
 #: Upper bounds (seconds) of the latency histogram buckets (Prometheus ``le``); the last

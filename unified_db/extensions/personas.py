@@ -2,17 +2,20 @@
 
 Reads by name go through :meth:`PersonaMixin._persona_read` and user lookups through
 :meth:`PersonaMixin._persona_read_for_user`; every write calls
-:meth:`PersonaMixin._persona_changed` inside its transaction. Those three are the seams
-where a near-cache and its LISTEN/NOTIFY invalidation plug in (see docs/personas.md).
+:meth:`PersonaMixin._persona_changed` inside its transaction. Those three seams are
+where the near-cache (``unified_db.nearcache``, on with ``cache_local_size`` > 0) and its
+LISTEN/NOTIFY invalidation plug in, with the cache's protocol (see docs/personas.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import asyncpg
 
+from .. import nearcache
+from .. import stats as st
 from ..core import Conn, operation
 from ..errors import ConflictError, InvalidInputError, NotFoundError
 from .persona_models import (
@@ -358,6 +361,10 @@ SELECT count(*) FROM upd
 
 _NO_INFO: dict[str, Any] = {}
 
+#: Near-cache kinds: personas by name, and what a user resolves to (user id -> persona).
+KIND = "persona"
+USER_KIND = "persona_user"
+
 
 def _persona(row: asyncpg.Record) -> Persona:
     return Persona.model_validate(dict(row))
@@ -373,6 +380,16 @@ def _version(row: asyncpg.Record) -> PersonaVersion:
         }
         | row["content"]
     )
+
+
+def _drop_local(cache: nearcache.NearCache, names: list[str], users: list[str] | None) -> None:
+    """Drop this process's L1 copies after a write: *names*, and *users* (None: every user)."""
+    if names:
+        cache.invalidate(KIND, names)
+    if users is None:
+        cache.invalidate_kind(USER_KIND)
+    else:
+        cache.invalidate(USER_KIND, users)
 
 
 def _content_args(content: dict[str, Any]) -> tuple[Any, ...]:
@@ -397,17 +414,32 @@ class PersonaMixin(_Base):
     The table of record is PostgreSQL: there is no file and no cache that can drift.
     """
 
+    component_factories: ClassVar[dict[str, Any]] = {"nearcache": nearcache.factory}
+
     # ------------------------------------------------------------------ seams
 
     async def _persona_read(self, name: str, *, include_inactive: bool = False) -> Persona | None:
-        """Every read of one persona by name comes here (the near-cache seam): one indexed query."""
-        row = await self._fetchrow(_GET, self.namespace, name, include_inactive)
-        return None if row is None else _persona(row)
+        """Every read of one persona by name comes here: the L1, else one indexed query.
+
+        The L1 keeps one entry per name whatever its state (absent included), read with
+        ``include_inactive``; the flag is applied to the copy served.
+        """
+        svc = self._component("nearcache")
+        if svc is None or not svc.available:
+            row = await self._fetchrow(_GET, self.namespace, name, include_inactive)
+            return None if row is None else _persona(row)
+        found = await self._persona_cached(svc, KIND, name, _GET, name, True)
+        if found is None or (not found.is_active and not include_inactive):
+            return None
+        return found
 
     async def _persona_read_for_user(self, user_id: str) -> Persona | None:
-        """Every user lookup comes here (the near-cache seam): one indexed query."""
-        row = await self._fetchrow(_GET_FOR_USER, self.namespace, user_id)
-        return None if row is None else _persona(row)
+        """Every user lookup comes here: the L1, else one indexed query."""
+        svc = self._component("nearcache")
+        if svc is None or not svc.available:
+            row = await self._fetchrow(_GET_FOR_USER, self.namespace, user_id)
+            return None if row is None else _persona(row)
+        return await self._persona_cached(svc, USER_KIND, user_id, _GET_FOR_USER, user_id)
 
     async def _persona_changed(
         self, con: Conn, names: Collection[str], *, user_ids: Collection[str] = ()
@@ -415,12 +447,46 @@ class PersonaMixin(_Base):
         """Called inside every write transaction, after its statements, before the commit.
 
         *names*: personas whose row changed (content, state or default flag); *user_ids*:
-        users whose preference changed. A NOTIFY sent here is delivered only on commit, so
-        this is where near-cache invalidation belongs. A change to any persona may change
-        what any user resolves to (the default moved, a choice was deleted), so a cache of
-        user lookups should drop them all when *names* is not empty.
+        users whose preference changed. Publishes the invalidations on *con* (one round
+        trip), so every near-cache drops them once the change commits and not at all if it
+        rolls back; this process's own L1 drops them when the transaction ends. A change
+        to any persona may change what any user resolves to (the default moved, a choice
+        was deleted), so it drops every user lookup. Always published, near-cache or not
+        (see docs/personas.md).
         """
-        return None
+        names = sorted(set(names))
+        users = None if names else sorted(set(user_ids))
+        if not names and not users:
+            return
+        origin = self.instance_id
+        payloads = nearcache.invalidation_payloads(self.namespace, USER_KIND, users, origin=origin)
+        if names:
+            payloads += nearcache.invalidation_payloads(self.namespace, KIND, names, origin=origin)
+        await con.fetchval(nearcache.NOTIFY_SQL, nearcache.channel(self.schema), payloads)
+        svc = self._component("nearcache")
+        if svc is not None:
+            # Our listener ignores the echo (origin): drop our copies once the transaction
+            # is over, commit or not (the write may have committed even if its answer was lost).
+            con.when_done(lambda: _drop_local(svc.cache, names, users))
+
+    async def _persona_cached(
+        self, svc: nearcache.NearCacheService, kind: str, key: str, query: str, *args: Any
+    ) -> Persona | None:
+        """The L1's copy of (kind, key), else *query*'s row, stored unless invalidated meanwhile.
+
+        Stored as JSON and decoded per hit (a few microseconds), so a caller that mutates
+        its persona (a list, a dict) never changes what the next caller gets.
+        """
+        hit, stored = svc.cache.get(kind, key)
+        if hit:
+            self._stats.incr(st.PERSONA_LOCAL_HITS)
+            return None if stored is None else Persona.model_validate_json(stored)
+        self._stats.incr(st.PERSONA_LOCAL_MISSES)
+        token = svc.cache.token()  # before the read: a write committed after it wins
+        row = await self._fetchrow(query, self.namespace, *args)
+        persona = None if row is None else _persona(row)
+        svc.cache.put(kind, key, None if persona is None else persona.model_dump_json(), None, token)
+        return persona
 
     # ------------------------------------------------------------------ helpers
 
@@ -506,7 +572,8 @@ class PersonaMixin(_Base):
 
         ``is_default=True`` moves the default to it. Raises InvalidInputError naming the
         bad field (nothing written), ConflictError when the name exists in this namespace
-        (soft-deleted ones included). One transaction, 3 round trips (6 to move the default).
+        (soft-deleted ones included). One transaction, 4 round trips with the NOTIFY (7 to move the
+        default).
         """
         draft = parse_persona(persona)
         actor = check_actor(actor)
@@ -525,7 +592,7 @@ class PersonaMixin(_Base):
     async def persona_get(self, name: str, *, include_inactive: bool = False) -> Persona | None:
         """The persona called *name*, or None (soft-deleted ones only with ``include_inactive``).
 
-        One indexed query (the primary key).
+        One indexed query (the primary key); none on a near-cache hit.
         """
         check_name(name)
         return await self._persona_read(name, include_inactive=bool(include_inactive))
@@ -575,7 +642,7 @@ class PersonaMixin(_Base):
         response_format, persona_type). Changes equal to the current values write nothing
         and return the persona as it is. ``expected_version``: optimistic concurrency, a
         different current version is ConflictError. Raises InvalidInputError,
-        NotFoundError. One transaction, 2 round trips plus BEGIN/COMMIT.
+        NotFoundError. One transaction, 3 round trips (with the NOTIFY) plus BEGIN/COMMIT.
         """
         check_name(name)
         fields = parse_changes(changes)
@@ -625,7 +692,7 @@ class PersonaMixin(_Base):
         """Write a new version whose content equals *version*'s (history is never rewritten).
 
         Raises NotFoundError when the persona or the version does not exist. One
-        transaction, 3 round trips plus BEGIN/COMMIT.
+        transaction, 4 round trips (with the NOTIFY) plus BEGIN/COMMIT.
         """
         check_name(name)
         check_positive_int(version, "version")
@@ -677,14 +744,14 @@ class PersonaMixin(_Base):
 
         Users who chose it fall back to the default. Deleting a deleted persona changes
         nothing. Raises NotFoundError, ConflictError for the default persona. One
-        transaction, 2 round trips plus BEGIN/COMMIT.
+        transaction, 3 round trips (with the NOTIFY) plus BEGIN/COMMIT.
         """
         check_name(name)
         return await self._persona_set_active(name, False, check_actor(actor))
 
     @operation("persona_restore")
     async def persona_restore(self, name: str, *, actor: str | None = None) -> Persona:
-        """Undo a soft delete. Raises NotFoundError. One transaction, 2 round trips + BEGIN/COMMIT."""
+        """Undo a soft delete. Raises NotFoundError. One transaction, 3 round trips + BEGIN/COMMIT."""
         check_name(name)
         return await self._persona_set_active(name, True, check_actor(actor))
 
@@ -693,7 +760,7 @@ class PersonaMixin(_Base):
         """Delete for good: the persona, its versions, metrics and the preferences naming it.
 
         The audit trail is kept (with a ``purge`` entry). Raises NotFoundError,
-        ConflictError for the default persona. One transaction, 2 round trips + BEGIN/COMMIT.
+        ConflictError for the default persona. One transaction, 3 round trips + BEGIN/COMMIT.
         """
         check_name(name)
         actor = check_actor(actor)
@@ -715,7 +782,7 @@ class PersonaMixin(_Base):
         Concurrent calls are serialized by a transaction-scoped advisory lock, so each
         succeeds and exactly one default remains (the last to commit); the partial unique
         index guarantees it regardless. Raises NotFoundError, ConflictError for a
-        soft-deleted persona. One transaction, 4 round trips plus BEGIN/COMMIT.
+        soft-deleted persona. One transaction, 5 round trips (with the NOTIFY) plus BEGIN/COMMIT.
         """
         check_name(name)
         actor = check_actor(actor)
@@ -745,7 +812,7 @@ class PersonaMixin(_Base):
         *persona*: what to create (dict or model) instead of the built-in ``assistant``;
         an existing active persona of that name is made the default rather than
         replaced. Raises ConflictError when that name exists but is soft-deleted.
-        One transaction: 4 round trips when a default exists, up to 7 otherwise.
+        One transaction: 4 round trips when a default exists, up to 8 otherwise.
         """
         draft = parse_persona(DEFAULT_PERSONA if persona is None else persona)
         if not draft.is_active:
@@ -775,7 +842,7 @@ class PersonaMixin(_Base):
         """Record which persona *user_id* wants; ``name=None`` clears the choice.
 
         Raises NotFoundError when *name* is not an active persona. One statement in a
-        transaction (3 round trips with BEGIN/COMMIT).
+        transaction (4 round trips with BEGIN/COMMIT and the NOTIFY).
         """
         check_user_id(user_id)
         if name is not None:
@@ -791,7 +858,7 @@ class PersonaMixin(_Base):
     async def persona_get_for_user(self, user_id: str) -> Persona | None:
         """The persona *user_id* chose while it is active, else the default (None if neither).
 
-        One indexed query.
+        One indexed query; none on a near-cache hit.
         """
         check_user_id(user_id)
         return await self._persona_read_for_user(user_id)
@@ -853,7 +920,7 @@ class PersonaMixin(_Base):
         ConflictError. A record equal to the stored persona (content and is_active) is
         reported unchanged and not written; ``is_default: true`` moves the default.
         Read-only fields (version, timestamps) are ignored, so ``persona_export`` output
-        imports as is. Round trips do not grow with the batch: at most 6 plus BEGIN/COMMIT.
+        imports as is. Round trips do not grow with the batch: at most 7 plus BEGIN/COMMIT.
         """
         drafts = parse_import(items)
         actor = check_actor(actor)
