@@ -17,7 +17,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -490,12 +490,14 @@ class UnifiedPostgreSQL:
         try:
             if held < pool.get_max_size():
                 # Every acquisition of the pool goes through here, so fewer leases than
-                # max_size means a free slot: the acquire cannot wait, and the timeout
-                # (a task and a timer per call on 3.11, via asyncio.wait_for) is skipped.
+                # max_size means a free slot: the acquire cannot wait and needs no timer.
                 # A free slot without a connection connects under connect_timeout.
                 con = await pool.acquire()
             else:
-                con = await pool.acquire(timeout=self.settings.acquire_timeout)
+                # Not acquire(timeout=...): that wraps the wait in asyncio.wait_for, a new
+                # task per call, paid exactly when the pool is busiest.
+                async with asyncio.timeout(self.settings.acquire_timeout):
+                    con = await pool.acquire()
         except TimeoutError as exc:
             self._end_lease(pool)
             self._stats.incr(st.ACQUIRE_TIMEOUTS)
@@ -618,26 +620,32 @@ class UnifiedPostgreSQL:
             finally:
                 await self._release_raw(pool, con)
 
-    async def _fetch(
+    # The four shortcuts return _run's coroutine instead of awaiting it: the same call for
+    # the caller (``await self._fetchrow(...)``), one coroutine frame less to resume on
+    # every I/O wake-up of every operation.
+
+    def _fetch(
         self, query: str, *args: Any, write: bool = False, timeout: float | None = None
-    ) -> list[asyncpg.Record]:
+    ) -> Coroutine[Any, Any, list[asyncpg.Record]]:
         """Rows of *query*. A read (``write=False``) is retried on a fresh connection when its
         connection was lost (skipping pooled connections that died at the same time)."""
-        return await self._run("fetch", query, args, write, timeout)
+        return self._run("fetch", query, args, write, timeout)
 
-    async def _fetchrow(
+    def _fetchrow(
         self, query: str, *args: Any, write: bool = False, timeout: float | None = None
-    ) -> asyncpg.Record | None:
-        return await self._run("fetchrow", query, args, write, timeout)
+    ) -> Coroutine[Any, Any, asyncpg.Record | None]:
+        return self._run("fetchrow", query, args, write, timeout)
 
-    async def _fetchval(
+    def _fetchval(
         self, query: str, *args: Any, write: bool = False, timeout: float | None = None
-    ) -> Any:
-        return await self._run("fetchval", query, args, write, timeout)
+    ) -> Coroutine[Any, Any, Any]:
+        return self._run("fetchval", query, args, write, timeout)
 
-    async def _execute(self, query: str, *args: Any, write: bool = True, timeout: float | None = None) -> str:
+    def _execute(
+        self, query: str, *args: Any, write: bool = True, timeout: float | None = None
+    ) -> Coroutine[Any, Any, str]:
         """Run a statement; treated as a write (never retried) unless ``write=False``."""
-        return await self._run("execute", query, args, write, timeout)
+        return self._run("execute", query, args, write, timeout)
 
     async def _executemany(self, query: str, args: Sequence[Sequence[Any]]) -> None:
         async with self._acquire() as con:
