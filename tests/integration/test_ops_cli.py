@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import asyncpg
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
@@ -147,6 +148,7 @@ def cleanup_cmd(db_dsn: str, *extra: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.needs_owner("creates its own tables or functions for its setup")
 def test_cleanup_command_exit_codes_dry_run_and_summary(db_dsn: str):
     sql(db_dsn, CREATE)
     sql(db_dsn, FILL, args=("default", 40, -60))
@@ -163,6 +165,7 @@ def test_cleanup_command_exit_codes_dry_run_and_summary(db_dsn: str):
     assert sql(db_dsn, "SELECT count(*) FROM public.ops_sweep") == 0
 
 
+@pytest.mark.needs_owner("creates its own tables or functions for its setup")
 def test_two_concurrent_cleanup_commands_delete_each_row_once(db_dsn: str):
     sql(db_dsn, CREATE)
     sql(db_dsn, FILL, args=("default", 4000, -60))
@@ -179,6 +182,7 @@ def test_two_concurrent_cleanup_commands_delete_each_row_once(db_dsn: str):
     assert sql(db_dsn, "SELECT count(*) FROM public.ops_sweep WHERE namespace = 'default'") == 0
 
 
+@pytest.mark.needs_owner("creates its own tables or functions for its setup")
 def test_cleanup_command_rejects_bad_input_and_deletes_nothing(db_dsn: str):
     sql(db_dsn, CREATE)
     sql(db_dsn, FILL, args=("default", 5, -60))
@@ -190,6 +194,7 @@ def test_cleanup_command_rejects_bad_input_and_deletes_nothing(db_dsn: str):
     assert sql(db_dsn, "SELECT count(*) FROM public.ops_sweep") == 5
 
 
+@pytest.mark.needs_owner("creates its own tables or functions for its setup")
 def test_cleanup_with_no_step_declared_exits_zero(db_dsn: str):
     result = runner.invoke(app, ["cleanup", "--dsn", db_dsn])
     assert result.exit_code == 0, result.output

@@ -43,6 +43,7 @@ ANALYZE __schema__.cache_entries;
 """
 
 
+@pytest.mark.needs_owner("creates its own tables or functions for its setup")
 async def test_snapshot_reads_other_features_tables_when_present(db: UnifiedDB, other_ns: UnifiedDB):
     bare = await Collector(db).collect()
     assert bare.active_sessions is None and bare.snapshots is None
@@ -123,6 +124,7 @@ async def test_in_process_collector_is_scraped_over_http(db: UnifiedDB):
     assert samples[("unified_db_requests_total", ns)] >= 1
 
 
+@pytest.mark.needs_owner("creates its own tables or functions for its setup")
 async def test_snapshot_families_cover_database_figures(db: UnifiedDB):
     await db._execute(FEATURE_TABLES)
     names = {m.name for m in snapshot_families(await Collector(db).collect())}
@@ -149,6 +151,7 @@ async def count(db: UnifiedDB, namespace: str) -> int:
     return await db._fetchval("SELECT count(*) FROM public.ops_sweep WHERE namespace = $1", namespace)
 
 
+@pytest.mark.needs_owner("creates its own tables or functions for its setup")
 async def test_two_concurrent_cleanups_delete_each_row_once(db_dsn: str):
     async with SweepDB(db_dsn) as one, SweepDB(db_dsn) as two:
         await sweep_setup(one, expired=3000, live=10)
@@ -165,6 +168,7 @@ async def test_two_concurrent_cleanups_delete_each_row_once(db_dsn: str):
         assert again.total == 0 and [s.step for s in again.steps] == ["ops_sweep"]
 
 
+@pytest.mark.needs_owner("creates its own tables or functions for its setup")
 async def test_cleanup_rejects_bad_arguments_before_deleting(db_dsn: str):
     async with SweepDB(db_dsn) as db:
         await sweep_setup(db, expired=5, live=0)
@@ -174,11 +178,13 @@ async def test_cleanup_rejects_bad_arguments_before_deleting(db_dsn: str):
         assert await count(db, "default") == 5
 
 
+@pytest.mark.needs_owner("creates its own tables or functions for its setup")
 async def test_cleanup_without_steps_does_nothing(db: UnifiedDB):
     report = await run_cleanup(db)
     assert report.steps == [] and report.total == 0 and not report.failed
 
 
+@pytest.mark.needs_owner("VACUUM and ANALYZE are the owner's")
 async def test_vacuum_runs_on_the_churn_tables_that_exist(db: UnifiedDB):
     await db._execute(FEATURE_TABLES)
     await db._execute("DELETE FROM __schema__.cache_entries WHERE namespace = 'other'")
