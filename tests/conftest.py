@@ -34,20 +34,58 @@ def client_dsn(admin_dsn: str) -> str:
     return os.environ.get("UNIFIED_DB_TEST_DSN") or admin_dsn
 
 
+#: UNIFIED_DB_TEST_APP_ROLE=1: the library connects as a least-privilege role, as in a
+#: deployment where the deploy step ran ``unified-db init --app-role`` (see app_role).
+APP_ROLE_MODE = os.environ.get("UNIFIED_DB_TEST_APP_ROLE") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "needs_owner(reason): the test changes the schema or roles, or needs the schema owner; "
+        "skipped when the suite runs as the app role (UNIFIED_DB_TEST_APP_ROLE=1)",
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("needs_owner")
+    if APP_ROLE_MODE and marker is not None:
+        reason = marker.args[0] if marker.args else marker.kwargs.get("reason", "")
+        pytest.skip(f"needs the schema owner, not the app role: {reason}")
+
+
 @pytest.fixture(scope="session")
-def template_db(admin_dsn: str) -> Iterator[str]:
-    name = pg.build_template(admin_dsn)
+def app_role(admin_dsn: str) -> Iterator[str | None]:
+    """The login role db_dsn connects as in app-role mode (None otherwise)."""
+    if not APP_ROLE_MODE:
+        yield None
+        return
+    name = f"udb_app_{os.getpid()}"
+    yield name
+    pg.drop_role(admin_dsn, name)
+
+
+@pytest.fixture(scope="session")
+def template_db(admin_dsn: str, app_role: str | None) -> Iterator[str]:
+    name = pg.build_template(admin_dsn, app_role)
     yield name
     pg.drop_database(admin_dsn, name)
 
 
 @pytest.fixture
-def db_dsn(admin_dsn: str, client_dsn: str, template_db: str) -> Iterator[str]:
-    """A fresh, migrated database for one test."""
+def db_dsn(admin_dsn: str, client_dsn: str, template_db: str, app_role: str | None) -> Iterator[str]:
+    """A fresh, migrated database for one test (as the app role in app-role mode)."""
     name = pg.unique_name("udb_t")
     pg.create_database(admin_dsn, name, template=template_db)
-    yield pg.with_database(client_dsn, name)
+    dsn = pg.with_database(client_dsn, name)
+    yield dsn if app_role is None else pg.as_user(dsn, app_role)
     pg.drop_database(admin_dsn, name)
+
+
+@pytest.fixture
+def owner_dsn(admin_dsn: str, db_dsn: str) -> str:
+    """db_dsn's database as the admin (schema owner), for a test's own DDL or setup."""
+    return pg.with_database(admin_dsn, pg.urlsplit_db(db_dsn))
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -22,6 +24,14 @@ def with_database(dsn: str, database: str) -> str:
     """*dsn* pointing at *database* instead."""
     parts = urlsplit(dsn)
     return urlunsplit(parts._replace(path="/" + database))
+
+
+def as_user(dsn: str, user: str, password: str | None = None) -> str:
+    """*dsn* logging in as *user* instead (same host, port, database and options)."""
+    parts = urlsplit(dsn)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    auth = user if password is None else f"{user}:{password}"
+    return urlunsplit(parts._replace(netloc=f"{auth}@{host}"))
 
 
 def with_query(dsn: str, **params: str) -> str:
@@ -61,8 +71,12 @@ def drop_database(admin_dsn: str, name: str) -> None:
     asyncio.run(_admin(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def build_template(admin_dsn: str) -> str:
-    """A database with every migration applied, to clone for each test."""
+def build_template(admin_dsn: str, app_role: str | None = None) -> str:
+    """A database with every migration applied, to clone for each test.
+
+    With *app_role*, ``unified-db init --app-role`` then grants that role the run-time
+    privileges, as a deployment would; the clones inherit the grants.
+    """
     name = unique_name("udb_tpl")
     dsn = create_database(admin_dsn, name)
 
@@ -72,7 +86,29 @@ def build_template(admin_dsn: str) -> str:
         await db.close()
 
     asyncio.run(migrate())
+    if app_role is not None:
+        cli = Path(sys.executable).with_name("unified-db")
+        done = subprocess.run(
+            [str(cli), "init", "--dsn", dsn, "--app-role", app_role], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"unified-db init --app-role failed:\n{done.stdout}{done.stderr}")
     return name
+
+
+def drop_role(admin_dsn: str, role: str) -> None:
+    """Drop *role* and what it holds in the admin DSN's database (other databases are gone)."""
+
+    async def go() -> None:
+        con = await asyncpg.connect(admin_dsn)
+        try:
+            if await con.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1", role):
+                for template in ("DROP OWNED BY %I", "DROP ROLE %I"):
+                    await con.execute(await con.fetchval("SELECT format($1::text, $2::text)", template, role))
+        finally:
+            await con.close()
+
+    asyncio.run(go())
 
 
 def urlsplit_db(dsn: str) -> str:

@@ -6,6 +6,8 @@ call functions in the library schema, and only read ``schema_migrations``; it ge
 CREATE, TRUNCATE, REFERENCES or TRIGGER, owns nothing, and so cannot create, alter,
 empty or drop a table. Migrations
 keep running as the owner (the deploy step); the application connects as the role.
+On a server with pgvector it also creates the vector item table (and the extension),
+which the vectors feature would otherwise create on first use, so the grants cover it.
 
 Every statement is rendered by the server (``format()`` with ``%I`` and ``%L``), so the
 role name, schema and password are quoted by PostgreSQL, never spliced in Python.
@@ -21,7 +23,7 @@ from pydantic import BaseModel
 from .errors import ConflictError, InvalidInputError
 
 if TYPE_CHECKING:
-    from .core import UnifiedPostgreSQL
+    from .core import Conn, UnifiedPostgreSQL
 
 ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -62,6 +64,8 @@ class AppRole(BaseModel):
     schema_name: str
     created: bool
     password_set: bool
+    #: pgvector's item table exists (created now if needed), so the grants cover it
+    vector_storage: bool = False
 
 
 def check_role_name(role: object) -> str:
@@ -105,6 +109,36 @@ async def grant_app_role(db: UnifiedPostgreSQL, role: str, *, password: str | No
             await run(_CREATE)
         if password is not None:
             await run(_PASSWORD)
+        vector_storage = await _prepare_vector_storage(db, con)
         for template in _GRANTS:
             await run(template)
-    return AppRole(role=role, schema_name=schema, created=existing is None, password_set=password is not None)
+    return AppRole(
+        role=role,
+        schema_name=schema,
+        created=existing is None,
+        password_set=password is not None,
+        vector_storage=vector_storage,
+    )
+
+
+async def _prepare_vector_storage(db: UnifiedPostgreSQL, con: Conn) -> bool:
+    """Create pgvector's item table now, as the owner, when the server has pgvector.
+
+    The vectors feature creates it on first use, which is DDL the app role may not run
+    (nor CREATE EXTENSION, which needs a superuser). Returns whether the table exists;
+    False (nothing done) on a server without pgvector or for an owner who may not
+    install it: vectors then stay unavailable, as they would for the owner.
+    """
+    from .errors import FeatureUnavailableError
+    from .vectors.pgvector import EXTENSION_STATUS, PgVectorBackend
+
+    status = await con.fetchrow(EXTENSION_STATUS)
+    if status["storage"]:
+        return True
+    if status["installed"] is None and not status["available"]:
+        return False
+    try:
+        await PgVectorBackend(db)._ensure_storage(con)  # type: ignore[arg-type]
+    except FeatureUnavailableError:
+        return False
+    return True

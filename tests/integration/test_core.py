@@ -71,6 +71,7 @@ async def test_application_name_and_statement_cache_reach_the_driver(db_dsn: str
             assert con.raw._stmt_cache.get_max_size() == 0
 
 
+@pytest.mark.needs_owner("migrates a second schema")
 async def test_custom_schema_keeps_tables_apart(db_dsn: str):
     async with UnifiedDB(db_dsn, schema="tenant_schema") as db:
         h = await db.health()
@@ -105,6 +106,7 @@ async def test_migrate_to_a_target_version_and_down_one_step(empty_dsn: str):
         assert await db.migrate_down() == []
 
 
+@pytest.mark.needs_owner("edits the migration ledger, which the app role only reads")
 async def test_changed_checksum_of_an_applied_migration_is_an_error(db_dsn: str):
     async with UnifiedDB(db_dsn) as db:
         await db._execute("UPDATE __schema__.schema_migrations SET checksum = 'tampered' WHERE version = 1")
@@ -183,6 +185,7 @@ async def test_every_pooled_backend_killed_then_100_reads_succeed(db_dsn: str, a
         assert db.get_stats().get("connections_lost", 0) >= 1
 
 
+@pytest.mark.needs_owner("creates its own tables or functions for its setup")
 async def test_a_write_on_a_lost_connection_is_not_retried(db_dsn: str):
     async with UnifiedDB(db_dsn, min_size=1, max_size=1) as db:
         await db._execute("CREATE TABLE public.w (n int)")

@@ -178,6 +178,7 @@ async def test_terminate_idle_connections_rejects_bad_input_and_ends_nothing(db:
         await bystander.close()
 
 
+@pytest.mark.needs_owner("creates its own tables or functions for its setup")
 async def test_recommendations_from_live_figures(
     db: UnifiedDB, other_ns: UnifiedDB, db_dsn: str, monkeypatch
 ):

@@ -532,6 +532,7 @@ async def test_demo_section_runs_twice_on_an_empty_namespace(db_dsn: str):
 # ---------------------------------------------------------------------------- seams and atomicity
 
 
+@pytest.mark.needs_owner("creates its own tables or functions for its setup")
 async def test_a_failure_after_some_import_statements_ran_rolls_everything_back(db: UnifiedDB):
     await db.persona_create(spec("kept", role="before"))
     # A trigger that fails on the audit insert of one record: the personas and versions

@@ -26,6 +26,10 @@ from unified_db import (
 )
 from unified_db.vectors.base import VectorItem, compile_filter, matches_filter
 
+pytestmark = pytest.mark.needs_owner(
+    "vector collections create HNSW indexes on vector_items: DDL that only its owner may run"
+)
+
 DIM = 8
 
 

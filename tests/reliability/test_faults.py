@@ -130,6 +130,7 @@ async def _active(admin_dsn: str, db_dsn: str, n: int) -> bool:
     return (await server_connections(admin_dsn, db_dsn)).get("active", 0) >= n
 
 
+@pytest.mark.needs_owner("creates its own tables or functions for its setup")
 async def test_a_statement_write_in_flight_fails_and_writes_nothing(db_dsn: str, admin_dsn: str):
     async with UnifiedDB(db_dsn, min_size=1, max_size=2) as db:
         await db._execute(CREATE_ITEMS)
@@ -149,6 +150,7 @@ async def test_a_statement_write_in_flight_fails_and_writes_nothing(db_dsn: str,
         assert db.get_stats().get("retries", 0) == 0  # a write is never replayed
 
 
+@pytest.mark.needs_owner("creates its own tables or functions for its setup")
 async def test_a_transaction_in_flight_fails_and_leaves_nothing_half_written(db_dsn: str, admin_dsn: str):
     async with UnifiedDB(db_dsn, min_size=1, max_size=2) as db:
         await db._execute(CREATE_ITEMS)
@@ -215,6 +217,7 @@ async def _idle(pool: asyncpg.Pool, n: int) -> bool:
 # ---------------------------------------------------------------------- command_timeout
 
 
+@pytest.mark.needs_owner("creates its own tables or functions for its setup")
 async def test_a_statement_over_command_timeout_fails_cleanly_and_its_connection_is_reused(
     db_dsn: str, admin_dsn: str
 ):
@@ -245,6 +248,7 @@ async def test_a_statement_over_command_timeout_fails_cleanly_and_its_connection
 # ---------------------------------------------------------------------- cancellation
 
 
+@pytest.mark.needs_owner("creates its own tables or functions for its setup")
 async def test_cancelling_1000_tasks_mid_operation_leaks_no_connection(db_dsn: str, admin_dsn: str):
     size = 8
     async with UnifiedDB(db_dsn, min_size=size, max_size=size, acquire_timeout=30) as db:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -16,12 +15,11 @@ from unified_db.roles import grant_app_role
 
 from .. import pg
 
+as_user = pg.as_user
 
-def as_user(dsn: str, user: str, password: str | None = None) -> str:
-    parts = urlsplit(dsn)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    auth = user if password is None else f"{user}:{password}"
-    return urlunsplit(parts._replace(netloc=f"{auth}@{host}"))
+pytestmark = pytest.mark.needs_owner("creates and drops roles and tables: the admin's job")
+
+TABLES = "SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1"
 
 
 async def roles_named(admin_dsn: str, role: str) -> int:
@@ -65,7 +63,8 @@ async def test_the_library_runs_as_the_app_role_and_ddl_is_refused(
     db: UnifiedDB, db_dsn: str, admin_dsn: str, role: str
 ):
     result = await grant_app_role(db, role)
-    assert result.created and result.role == role and result.schema_name == "unified_db"
+    assert result.created and result.role == role and result.schema_name == db.schema
+    before = {r[0] for r in await db._fetch(TABLES, db.schema)}
     # A table a later migration adds (same owner) is covered by the default privileges.
     await db._execute("CREATE TABLE __schema__.rel_later (k text PRIMARY KEY, v int)")
 
@@ -95,8 +94,8 @@ async def test_the_library_runs_as_the_app_role_and_ddl_is_refused(
             assert isinstance(err.value.__cause__, asyncpg.InsufficientPrivilegeError), statement
         with pytest.raises(UnifiedDBError):
             await app_db.migrate_down()  # the deploy step's job, not the app's
-    tables = await db._fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'unified_db'")
-    assert tables == 3  # schema_migrations, instance_stats, rel_later: nothing dropped
+    # Nothing dropped, nothing created: the tables are those of the migrations and rel_later.
+    assert {r[0] for r in await db._fetch(TABLES, db.schema)} == before | {"rel_later"}
     assert await db._fetchval("SELECT count(*) FROM __schema__.schema_migrations") >= 1
 
 
@@ -164,9 +163,68 @@ async def test_the_app_role_with_a_pending_migration_gets_a_clear_migration_erro
 ):
     await grant_app_role(db, role)
     # As if a new release shipped a migration the deploy step has not applied yet.
+    applied = await db._fetchval("SELECT count(*) FROM __schema__.schema_migrations")
     await db._execute("DELETE FROM __schema__.schema_migrations WHERE version = 1")
     app_dsn = as_user(pg.with_database(admin_dsn, pg.urlsplit_db(db_dsn)), role)
     with pytest.raises(MigrationError, match="unified-db migrate"):
         async with UnifiedDB(app_dsn, min_size=1, max_size=1):
             pass
-    assert await db._fetchval("SELECT count(*) FROM __schema__.schema_migrations") == 0
+    # The app role applied nothing: the ledger still lacks exactly the one version.
+    assert await db._fetchval("SELECT count(*) FROM __schema__.schema_migrations") == applied - 1
+
+
+CATALOG = """
+SELECT c.relname AS name, c.relkind::text AS kind,
+       has_table_privilege($2, c.oid, 'SELECT') AS sel,
+       has_table_privilege($2, c.oid, 'INSERT') AS ins,
+       has_table_privilege($2, c.oid, 'UPDATE') AS upd,
+       has_table_privilege($2, c.oid, 'DELETE') AS del,
+       has_table_privilege($2, c.oid, 'TRUNCATE') AS trunc,
+       has_table_privilege($2, c.oid, 'REFERENCES') AS refs,
+       has_table_privilege($2, c.oid, 'TRIGGER') AS trig,
+       c.relkind = 'S' AND has_sequence_privilege($2, c.oid, 'USAGE') AS seq,
+       pg_get_userbyid(c.relowner) = $2 AS owns
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'S')
+ ORDER BY 1
+"""
+FUNCTIONS = """
+SELECT p.proname, has_function_privilege($2, p.oid, 'EXECUTE') AS exec
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1
+"""
+
+
+async def test_the_app_role_privileges_follow_the_catalog(db: UnifiedDB, owner_dsn: str, role: str):
+    # Every table, sequence and function the migrations made, whatever features add:
+    # rows yes, schema no.
+    result = await grant_app_role(db, role)
+    # On a server with pgvector, init creates the item table the vectors feature would
+    # otherwise create at run time (DDL), so the grants cover it.
+    pgvector = await db._fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'")
+    assert result.vector_storage is bool(pgvector)
+    rows = await db._fetch(CATALOG, db.schema, role)
+    tables = [r for r in rows if r["kind"] != "S"]
+    assert len(tables) >= 10, "the catalog query sees the features' tables"
+    assert ("vector_items" in {r["name"] for r in tables}) is bool(pgvector)
+    for r in tables:
+        dml = (r["sel"], r["ins"], r["upd"], r["del"])
+        expected = (True, False, False, False) if r["name"] == "schema_migrations" else (True,) * 4
+        assert dml == expected, r["name"]
+        assert not (r["trunc"] or r["refs"] or r["trig"] or r["owns"]), r["name"]
+    for r in rows:
+        if r["kind"] == "S":
+            assert r["seq"] and not r["owns"], r["name"]
+    assert all(r["exec"] for r in await db._fetch(FUNCTIONS, db.schema, role))
+
+    # And the server refuses every table's DDL to the role.
+    app_dsn = as_user(owner_dsn, role)
+    con = await asyncpg.connect(app_dsn)
+    try:
+        for r in tables:
+            table = await con.fetchval("SELECT format('%I.%I', $1::text, $2::text)", db.schema, r["name"])
+            for template in ("TRUNCATE {}", "DROP TABLE {}", "ALTER TABLE {} ADD COLUMN evil int"):
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await con.execute(template.format(table))
+    finally:
+        await con.close()
+    assert {r[0] for r in await db._fetch(TABLES, db.schema)} == {r["name"] for r in tables}

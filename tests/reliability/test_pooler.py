@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 
+import pytest
+
 from unified_db import UnifiedDB
 
 BEHIND_PGBOUNCER = bool(os.environ.get("UNIFIED_DB_TEST_PGBOUNCER"))
@@ -23,6 +25,7 @@ async def test_application_name_survives_the_pool_reset(db_dsn: str):
                 assert await con.fetchval("SELECT current_setting('application_name')") == "svc-o'brien"
 
 
+@pytest.mark.needs_owner("creates its own tables or functions for its setup")
 async def test_many_distinct_statements_and_transactions_give_no_prepared_statement_errors(db: UnifiedDB):
     if BEHIND_PGBOUNCER:
         assert db.settings.statement_cache_size == 0

@@ -149,3 +149,58 @@ def test_an_allowed_function_is_not_reported(monkeypatch: pytest.MonkeyPatch):
     assert scan(code)
     monkeypatch.setitem(sqlscan.ALLOWED, ("mod.py", "Store.drop"), "table is validated by the caller")
     assert scan(code) == []
+
+
+def test_constants_built_from_constants_are_constants():
+    code = """
+    COLS = "id, name"
+    R_COLS = "r.id, r.name"
+    TEMPLATE = "SELECT {cols} FROM __schema__.t r {where}"
+    GET = f"SELECT {COLS} FROM __schema__.t WHERE id = $1"
+    LIST = TEMPLATE.format(cols=R_COLS, where="WHERE r.k = $1")
+    BOTH = GET + " UNION ALL " + LIST
+    async def get(self, key):
+        await self._fetch(GET, key)
+        await self._fetch(LIST, key)
+        await self._fetch(BOTH, key)
+        return await self._fetch(f"SELECT {R_COLS} FROM __schema__.t r")
+    """
+    assert scan(code) == []
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        # A function argument beside module-level constants: still caller data.
+        """
+        COLS = "id, name"
+        async def get(self, table):
+            return await self._fetch(f"SELECT {COLS} FROM {table}")
+        """,
+        """
+        TEMPLATE = "SELECT {cols} FROM __schema__.t"
+        async def get(self, cols):
+            return await self._fetch(TEMPLATE.format(cols=cols))
+        """,
+        """
+        COLS = "id, name"
+        def build(where):
+            return f"SELECT {COLS} FROM __schema__.t WHERE {where}"
+        """,
+    ],
+)
+def test_an_f_string_with_a_function_argument_is_still_caught(code: str):
+    assert scan(code), "the scan let caller data into SQL"
+
+
+def test_the_package_allow_list_covers_only_its_own_functions():
+    # The pgvector entry is for search_sql in vectors/pgvector.py, nothing else.
+    code = """
+    def search_sql(where):
+        return f"SELECT * FROM __schema__.vector_items WHERE {where}"
+    """
+    assert scan_source(textwrap.dedent(code), "vectors/other.py")
+    path = "vectors/pgvector.py"
+    assert scan_source(textwrap.dedent(code), path) == []
+    sibling = code.replace("search_sql", "search_sql_by_name")
+    assert scan_source(textwrap.dedent(sibling), path)

@@ -211,7 +211,11 @@ _RUN_COLS = (
     "id, agent_id, name, status, priority, input, output, error, metadata, attempts, worker,"
     " created_at, updated_at, started_at, finished_at, heartbeat_at"
 )
-_R_RUN_COLS = ", ".join("r." + c.strip() for c in _RUN_COLS.split(","))
+# The same columns qualified by the alias r (UPDATE ... FROM and self-joins need it).
+_R_RUN_COLS = (
+    "r.id, r.agent_id, r.name, r.status, r.priority, r.input, r.output, r.error, r.metadata,"
+    " r.attempts, r.worker, r.created_at, r.updated_at, r.started_at, r.finished_at, r.heartbeat_at"
+)
 
 AGENT_INSERT = f"""
 INSERT INTO __schema__.agents (namespace, id, name, persona_name, config, status)
