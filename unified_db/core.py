@@ -113,12 +113,16 @@ class _Connection(asyncpg.Connection):
         # PgBouncer, where RESET ALL would return it to the pooler's (empty) start value.
         return ""
 
+    # Only a close of a connection that is still open is ours: the pool also "closes" a
+    # connection the server already dropped, before the (deferred) listener has run.
     async def close(self, *, timeout: float | None = None) -> None:
-        self._ud_closing = True
+        if not self.is_closed():
+            self._ud_closing = True
         await super().close(timeout=timeout)
 
     def terminate(self) -> None:
-        self._ud_closing = True
+        if not self.is_closed():
+            self._ud_closing = True
         super().terminate()
 
 
@@ -411,11 +415,14 @@ class UnifiedPostgreSQL:
         await register_json_codecs(con)
         if isinstance(con, _Connection):
             con._ud_opened = time.monotonic()
-        con.add_termination_listener(self._on_connection_terminated)
+        # asyncpg calls a termination listener with the pool's proxy when the connection
+        # is leased, and a proxy whose connection closed is detached: bind the listener to
+        # the connection itself, so it can tell a drop by the server from our own close.
+        con.add_termination_listener(functools.partial(self._on_connection_terminated, con))
         for setup in self._declared_setups():
             await setup(self, con)
 
-    def _on_connection_terminated(self, con: asyncpg.Connection) -> None:
+    def _on_connection_terminated(self, con: asyncpg.Connection, _ref: object = None) -> None:
         if not getattr(con, "_ud_closing", False) and not self._closing:
             self._stats.incr(st.CONNECTIONS_LOST)
 
@@ -599,14 +606,9 @@ class UnifiedPostgreSQL:
             except Exception as exc:
                 # A timed-out statement is not replayed even if the cancel cost the connection.
                 lost = not isinstance(exc, TimeoutError) and (is_connection_lost(exc) or connection_gone(con))
-                if lost:
-                    if not connection_gone(con):  # broken but open: never hand it out again
-                        con.terminate()
-                        self._stats.incr(st.CONNECTIONS_LOST)
-                    # The server dropped one connection, so it probably dropped its
-                    # siblings (restart, failover, pg_terminate_backend): replace them all
-                    # on their next acquire, so a retry runs on a fresh one.
-                    await pool.expire_connections()
+                if lost and not connection_gone(con):  # broken but open: never hand it out again
+                    con.terminate()
+                    self._stats.incr(st.CONNECTIONS_LOST)
                 # A read is retried on a connection opened after the loss; one opened after
                 # it failing too means the server is really gone. At most one attempt per
                 # pooled connection.
