@@ -152,6 +152,22 @@ async def test_a_crash_empties_unlogged_tables_and_keeps_every_committed_row(ser
         )
         # The same instance carries on: the unlogged table answers (empty), writes work.
         assert await db._fetchval("SELECT count(*) FROM __schema__.rel_volatile") == 0
+        # The cache came back empty and serves misses; the features read their rows back.
+        assert before["cache_entries"] > 0 and after["cache_entries"] == 0
+        missing = object()
+        assert await db.cache_get("crash:1", missing) is missing
+        assert await db.cache_get_many(["crash:1", "crash:forever"]) == {}
+        assert not await db.cache_exists("crash:forever")
+        assert await db.cache_get_by_tags(["crash"]) == {}
+        assert (await db.cache_info()).entries == 0
+        await db.cache_set("crash:after", 1)
+        assert await db.cache_get("crash:after") == 1
+        assert len(await db.session_list(active_only=True, limit=100)) == 20
+        assert (await db.memory_snapshot_latest("agent-0")).state == {"step": 18}
+        assert (await db.persona_get("crash-4")).description == "second version"
+        assert (await db.persona_get_default()).name == "crash-0"
+        runs = await db.workflow_list(name="crash", limit=50)
+        assert sorted(r.status for r in runs) == ["pending"] * 5 + ["running"] * 5
         await db._execute("INSERT INTO __schema__.rel_volatile VALUES (1)")
         assert (await db.health()).ok
         print(f"\ncrash: {len(acked)} commits acknowledged, all kept; server back after {recovered:.1f} s")
