@@ -23,7 +23,7 @@ from unified_db import UnifiedDB
 
 QUICK = 30
 DEEP = 1000
-STEPS = 12
+STEPS = 25
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
