@@ -13,13 +13,21 @@ ten times as many.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from unified_db import ConflictError, InvalidInputError, NotFoundError, UnifiedDB, UnifiedDBError
+from unified_db import (
+    ConflictError,
+    FeatureUnavailableError,
+    InvalidInputError,
+    NotFoundError,
+    UnifiedDB,
+    UnifiedDBError,
+)
 
 from .hostile import hostile_json, hostile_text, hostile_ttl
 from .test_hostile_base import json_equal
@@ -52,6 +60,7 @@ TABLES = {
         "persona_user_preferences",
         "persona_metrics",
     ],
+    "vectors": ["vector_collections", "vector_items"],
 }
 
 #: Ids a caller might pass: hostile text, numbers out of range, a well-formed unknown uuid.
@@ -61,6 +70,14 @@ hostile_id = st.one_of(
     st.uuids(),
     st.just(None),
     st.floats(allow_nan=True),
+)
+#: A point in time or how far back: timedeltas of any size, naive and aware datetimes.
+hostile_since = st.one_of(
+    hostile_ttl,
+    st.timedeltas(),
+    st.just(timedelta.max),
+    st.datetimes(),
+    st.datetimes(timezones=st.just(UTC)),
 )
 small_text = hostile_text.filter(lambda s: len(s) < 300)
 hostile_json_object = st.one_of(st.dictionaries(small_text, hostile_json, max_size=3), hostile_json)
@@ -97,6 +114,9 @@ async def attempt(
     if check is not None:
         await check(result)
     return result
+
+
+HAS_ITEMS = "SELECT to_regclass('__schema__.vector_items') IS NOT NULL"
 
 
 def _eq(a: Any, b: Any) -> bool:
@@ -226,7 +246,14 @@ async def _memory(db: UnifiedDB, data: st.DataObject) -> None:
         await attempt(db, "memory", lambda: db.memory_snapshot_diff(ident, ident))
     else:
         query = data.draw(st.one_of(st.none(), hostile_text), "query")
-        await attempt(db, "memory", lambda: db.memory_snapshot_list(agent, tags=[query or "t"], cursor=ident))
+        since = data.draw(hostile_since, "since")
+        await attempt(
+            db,
+            "memory",
+            lambda: db.memory_snapshot_list(
+                agent, tags=[query or "t"], cursor=ident, since=since, until=since
+            ),
+        )
         await attempt(db, "memory", lambda: db.memory_snapshot_search(query, agent_id=agent))
         await attempt(db, "memory", lambda: db.memory_snapshot_stats(agent))
         ttl = data.draw(hostile_ttl, "older_than")
@@ -247,7 +274,7 @@ async def _agents(db: UnifiedDB, data: st.DataObject) -> None:
 
         async def check(agent: Any) -> None:
             got = await db.agent_get(agent.id)
-            assert got is not None and got.name == name and _eq(got.config, config)
+            assert got is not None and got.name == name and _eq(got.config, {} if config is None else config)
 
         agent_id = data.draw(st.one_of(st.none(), hostile_text), "agent_id")
         status = data.draw(st.one_of(st.just("active"), small_text), "status")
@@ -332,8 +359,57 @@ async def _personas(db: UnifiedDB, data: st.DataObject) -> None:
         await attempt(db, "personas", lambda: db.persona_set_user_preference(name, "base"))
         await attempt(db, "personas", lambda: db.persona_get_for_user(name))
         await attempt(db, "personas", lambda: db.persona_record_metric("base", text, value, tags=traits))
-        await attempt(db, "personas", lambda: db.persona_metrics(name))
+        since = data.draw(hostile_since, "since")
+        await attempt(db, "personas", lambda: db.persona_metrics(name, since=since))
         await attempt(db, "personas", lambda: db.persona_import([{"name": name, "system_prompt": text}]))
+
+
+# -------------------------------------------------------------------------- vectors
+
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
+hostile_embedding = st.one_of(
+    st.lists(finite, min_size=3, max_size=3),
+    st.lists(st.floats(), min_size=3, max_size=3),  # NaN, infinities, beyond float32
+    st.lists(finite, max_size=5),  # wrong length, empty
+    st.just([0.0, 0.0, 0.0]),
+    hostile_text,
+    st.none(),
+)
+
+
+async def _vectors(db: UnifiedDB, data: st.DataObject) -> None:
+    coll = data.draw(st.one_of(st.just("hv"), hostile_text), "collection")
+    ident = data.draw(st.one_of(hostile_text, st.just("i1")), "id")
+    emb = data.draw(hostile_embedding, "embedding")
+    which = data.draw(st.sampled_from(["upsert", "search", "lookup", "collection"]))
+    if which == "upsert":
+        content = data.draw(st.one_of(st.none(), hostile_text), "content")
+        metadata = data.draw(st.one_of(st.none(), hostile_json_object), "metadata")
+        item = {"id": ident, "embedding": emb, "content": content, "metadata": metadata}
+
+        async def check(_: Any) -> None:
+            got = await db.vector_get(coll, ident)
+            assert got is not None and _eq(got.metadata, metadata or {}), (got, metadata)
+            assert (got.content or None) == (content or None)
+
+        await attempt(db, "vectors", lambda: db.vector_upsert(coll, [item]), check)
+    elif which == "search":
+        flt = data.draw(st.one_of(st.none(), hostile_json_object), "filter")
+        text = data.draw(hostile_text, "text")
+        k = data.draw(st.one_of(st.just(5), st.integers()), "k")
+        await attempt(db, "vectors", lambda: db.vector_search(coll, emb, k=k, filter=flt))
+        await attempt(db, "vectors", lambda: db.vector_hybrid_search(coll, text, emb, k=k, filter=flt))
+    elif which == "lookup":
+        await attempt(db, "vectors", lambda: db.vector_get(coll, ident))
+        await attempt(db, "vectors", lambda: db.vector_delete(coll, [ident]))
+        await attempt(db, "vectors", lambda: db.vector_count(coll))
+    else:
+        dims = data.draw(st.one_of(st.integers(), st.just(3)), "dimensions")
+        distance = data.draw(st.one_of(st.just("cosine"), small_text), "distance")
+        await attempt(db, "vectors", lambda: db.vector_collection_create(coll, dims, distance=distance))
+        await attempt(db, "vectors", lambda: db.vector_collection_build_index(coll))
+        if coll != "hv":
+            await attempt(db, "vectors", lambda: db.vector_collection_drop(coll))
 
 
 FEATURES: dict[str, Callable[[UnifiedDB, st.DataObject], Awaitable[None]]] = {
@@ -342,11 +418,16 @@ FEATURES: dict[str, Callable[[UnifiedDB, st.DataObject], Awaitable[None]]] = {
     "memory": _memory,
     "agents": _agents,
     "personas": _personas,
+    "vectors": _vectors,
 }
 
 
 async def _seed(db: UnifiedDB) -> None:
     await db.persona_create({"name": "base", "display_name": "Base", "system_prompt": "hi"})
+    try:
+        await db.vector_collection_create("hv", 3)
+    except FeatureUnavailableError:
+        pass  # no pgvector: the vectors case skips
 
 
 @pytest.fixture
@@ -359,6 +440,8 @@ def _make(feature: str, n: int, slow: bool):
     @_settings(n)
     @given(data=st.data())
     async def test(hdb: UnifiedDB, data: st.DataObject) -> None:
+        if feature == "vectors" and not await hdb._fetchval(HAS_ITEMS):
+            pytest.skip("the server has no pgvector")
         await FEATURES[feature](hdb, data)
 
     test.__name__ = f"test_hostile_{feature}{'_deep' if slow else ''}"
@@ -376,7 +459,7 @@ def test_every_feature_method_taking_input_is_exercised():
     import inspect
 
     src = inspect.getsource(inspect.getmodule(test_every_feature_method_taking_input_is_exercised))
-    prefixes = ("cache_", "session_", "memory_snapshot_", "agent_", "workflow_", "persona_")
+    prefixes = ("cache_", "session_", "memory_snapshot_", "agent_", "workflow_", "persona_", "vector_")
     not_taking_input = {
         "cache_clear",
         "cache_info",
@@ -390,6 +473,7 @@ def test_every_feature_method_taking_input_is_exercised():
         "agent_update",
         "workflow_update",
         "workflow_requeue_stale",
+        "vector_collections",
     }
     public = {n for n in dir(UnifiedDB) if n.startswith(prefixes) and callable(getattr(UnifiedDB, n))}
     missing = {n for n in public - not_taking_input if f"db.{n}(" not in src}
