@@ -51,7 +51,7 @@ def _settings(n: int) -> settings:
 TABLES = {
     "cache": ["cache_entries"],
     "sessions": ["sessions"],
-    "memory": ["memory_snapshots", "memory_snapshot_heads"],
+    "memory": ["memory_snapshots", "memory_snapshot_heads", "vector_collections", "vector_items"],
     "agents": ["agents", "workflow_runs"],
     "personas": [
         "personas",
@@ -79,6 +79,15 @@ hostile_since = st.one_of(
     st.datetimes(),
     st.datetimes(timezones=st.just(UTC)),
 )
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
+hostile_embedding = st.one_of(
+    st.lists(finite, min_size=3, max_size=3),
+    st.lists(st.floats(), min_size=3, max_size=3),  # NaN, infinities, beyond float32
+    st.lists(finite, max_size=5),  # wrong length, empty
+    st.just([0.0, 0.0, 0.0]),
+    hostile_text,
+    st.none(),
+)
 small_text = hostile_text.filter(lambda s: len(s) < 300)
 hostile_json_object = st.one_of(st.dictionaries(small_text, hostile_json, max_size=3), hostile_json)
 
@@ -87,6 +96,9 @@ async def fingerprint(db: UnifiedDB, tables: list[str]) -> list[tuple[int, str |
     """Row count and md5 of every row of *tables*, in a stable order."""
     out = []
     for table in tables:
+        if not await db._fetchval("SELECT to_regclass($1) IS NOT NULL", f"{db.schema}.{table}"):
+            out.append((0, None))  # vector_items before pgvector is there
+            continue
         row = await db._fetchrow(
             f"SELECT count(*) AS n, md5(string_agg(t::text, ',' ORDER BY t::text)) AS h"  # noqa: S608
             f" FROM __schema__.{table} t"
@@ -106,7 +118,7 @@ async def attempt(
     before = await fingerprint(db, tables)
     try:
         result = await call()
-    except (InvalidInputError, NotFoundError, ConflictError):
+    except (InvalidInputError, NotFoundError, ConflictError, FeatureUnavailableError):
         assert await fingerprint(db, tables) == before, "a rejected call changed the database"
         return None
     except UnifiedDBError as exc:
@@ -226,6 +238,7 @@ async def _memory(db: UnifiedDB, data: st.DataObject) -> None:
         label = data.draw(st.one_of(st.none(), small_text), "label")
         tags = data.draw(st.lists(small_text, max_size=3), "tags")
         metadata = data.draw(st.one_of(st.none(), hostile_json_object), "metadata")
+        embedding = data.draw(st.one_of(st.none(), hostile_embedding), "embedding")
 
         async def check(snap: Any) -> None:
             got = await db.memory_snapshot_get(snap.id)
@@ -234,7 +247,9 @@ async def _memory(db: UnifiedDB, data: st.DataObject) -> None:
         await attempt(
             db,
             "memory",
-            lambda: db.memory_snapshot_create(agent, state, label=label, tags=tags, metadata=metadata),
+            lambda: db.memory_snapshot_create(
+                agent, state, label=label, tags=tags, metadata=metadata, embedding=embedding
+            ),
             check,
         )
     elif which == "lookup":
@@ -255,6 +270,8 @@ async def _memory(db: UnifiedDB, data: st.DataObject) -> None:
             ),
         )
         await attempt(db, "memory", lambda: db.memory_snapshot_search(query, agent_id=agent))
+        emb = data.draw(hostile_embedding, "embedding")
+        await attempt(db, "memory", lambda: db.memory_snapshot_search(embedding=emb, agent_id=agent))
         await attempt(db, "memory", lambda: db.memory_snapshot_stats(agent))
         ttl = data.draw(hostile_ttl, "older_than")
         await attempt(
@@ -365,16 +382,6 @@ async def _personas(db: UnifiedDB, data: st.DataObject) -> None:
 
 
 # -------------------------------------------------------------------------- vectors
-
-finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
-hostile_embedding = st.one_of(
-    st.lists(finite, min_size=3, max_size=3),
-    st.lists(st.floats(), min_size=3, max_size=3),  # NaN, infinities, beyond float32
-    st.lists(finite, max_size=5),  # wrong length, empty
-    st.just([0.0, 0.0, 0.0]),
-    hostile_text,
-    st.none(),
-)
 
 
 async def _vectors(db: UnifiedDB, data: st.DataObject) -> None:
