@@ -135,6 +135,11 @@ def _eq(a: Any, b: Any) -> bool:
     return json_equal(a, b)
 
 
+def _obj(value: Any) -> Any:
+    """A JSON-object argument given as None is stored as {} (documented defaults)."""
+    return {} if value is None else value
+
+
 # ---------------------------------------------------------------------------- cache
 
 
@@ -193,7 +198,7 @@ async def _sessions(db: UnifiedDB, data: st.DataObject) -> None:
 
         async def check(s: Any) -> None:
             got = await db.session_get_by_token(s.token, touch=False)
-            assert got is not None and got.user_id == user and _eq(got.data, payload), (got, payload)
+            assert got is not None and got.user_id == user and _eq(got.data, _obj(payload)), (got, payload)
 
         ua = data.draw(st.one_of(st.none(), small_text), "user_agent")
         ip = data.draw(st.one_of(st.none(), small_text, st.ip_addresses().map(str)), "ip")
@@ -291,7 +296,7 @@ async def _agents(db: UnifiedDB, data: st.DataObject) -> None:
 
         async def check(agent: Any) -> None:
             got = await db.agent_get(agent.id)
-            assert got is not None and got.name == name and _eq(got.config, {} if config is None else config)
+            assert got is not None and got.name == name and _eq(got.config, _obj(config))
 
         agent_id = data.draw(st.one_of(st.none(), hostile_text), "agent_id")
         status = data.draw(st.one_of(st.just("active"), small_text), "status")
@@ -356,7 +361,7 @@ async def _personas(db: UnifiedDB, data: st.DataObject) -> None:
         async def check(p: Any) -> None:
             got = await db.persona_get(p.name)
             assert got is not None and got.name == name and got.system_prompt == spec["system_prompt"]
-            assert _eq(got.personality_traits, traits)
+            assert _eq(got.personality_traits, _obj(traits))
 
         await attempt(db, "personas", lambda: db.persona_create(spec, actor=text), check)
         await attempt(db, "personas", lambda: db.persona_update("base", {"description": text}, actor=text))
