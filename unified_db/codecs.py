@@ -6,6 +6,7 @@ jsonb version header, and never through Python's ``json`` module.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import asyncpg
@@ -24,12 +25,38 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON-serializable")
 
 
+def _has_non_finite(value: Any) -> bool:
+    """True when a float inside *value* is NaN or an infinity (orjson writes those as null).
+
+    Only called when the encoded bytes contain ``null``, so the common value pays nothing;
+    orjson has already refused nesting over 254 levels, so the recursion is bounded.
+    """
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_non_finite(v) for v in value)
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
+    if callable(tolist) and getattr(value, "dtype", None) is not None:
+        return _has_non_finite(tolist())
+    return False
+
+
 def dumps(value: Any) -> bytes:
-    """Encode *value* as JSON bytes; InvalidInputError when it cannot be encoded."""
+    """Encode *value* as JSON bytes; InvalidInputError when it cannot be encoded.
+
+    NaN and infinities are refused rather than stored as ``null`` (orjson's choice): JSON
+    has no such numbers, and a value that comes back different from what was stored is
+    worse than an error.
+    """
     try:
-        return orjson.dumps(value, default=_default, option=_OPTIONS)
+        data = orjson.dumps(value, default=_default, option=_OPTIONS)
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise InvalidInputError(f"value is not JSON-encodable: {exc}") from None
+    if b"null" in data and _has_non_finite(value):
+        raise InvalidInputError("value is not JSON-encodable: NaN and infinities are not JSON numbers")
+    return data
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:

@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from unified_db import UnifiedDB
+from unified_db import FeatureUnavailableError, UnifiedDB
 
 #: Tables of the library schema that are UNLOGGED on purpose (e.g. "cache_entries").
-EXPECTED_UNLOGGED: set[str] = set()
+EXPECTED_UNLOGGED: set[str] = {"cache_entries"}
 
 Writer = Callable[[UnifiedDB], Awaitable[None]]
 
@@ -36,8 +36,58 @@ async def _write_instance_stats(db: UnifiedDB) -> None:
     )
 
 
+async def _write_cache(db: UnifiedDB) -> None:
+    await db.cache_set_many({f"crash:{i}": {"i": i} for i in range(50)}, 3600, tags=["crash"])
+    await db.cache_set("crash:forever", "kept until the crash")
+
+
+async def _write_sessions(db: UnifiedDB) -> None:
+    for i in range(20):
+        s = await db.session_create(f"user-{i % 3}", {"i": i})
+        if i % 2:
+            await db.session_update(s.id, {"i": i, "updated": True})
+
+
+async def _write_snapshots(db: UnifiedDB) -> None:
+    for i in range(20):
+        await db.memory_snapshot_create(f"agent-{i % 2}", {"step": i}, tags=["crash"])
+
+
+async def _write_personas(db: UnifiedDB) -> None:
+    for i in range(5):
+        await db.persona_create({"name": f"crash-{i}", "display_name": f"P{i}", "system_prompt": "hi"})
+        await db.persona_update(f"crash-{i}", {"description": "second version"})
+    await db.persona_set_default("crash-0")
+    await db.persona_set_user_preference("user-1", "crash-1")
+    await db.persona_record_metric("crash-0", "latency_ms", 12.5)
+
+
+async def _write_workflows(db: UnifiedDB) -> None:
+    agent = await db.agent_create("crash-agent")
+    for i in range(10):
+        run = await db.workflow_create("crash", agent_id=agent.id, input={"i": i})
+        if i % 2:
+            await db.workflow_transition(run.id, "running", expected_status="pending", worker="w")
+
+
+async def _write_vectors(db: UnifiedDB) -> None:
+    try:
+        await db.vector_collection_create("crash", 3)
+    except FeatureUnavailableError:
+        return  # a server without pgvector: nothing to keep
+    await db.vector_upsert("crash", [{"id": f"v{i}", "embedding": [1.0, float(i), 0.5]} for i in range(10)])
+
+
 #: name -> coroutine that commits rows through the library (features append theirs).
-WRITERS: dict[str, Writer] = {"instance_stats": _write_instance_stats}
+WRITERS: dict[str, Writer] = {
+    "instance_stats": _write_instance_stats,
+    "cache": _write_cache,
+    "sessions": _write_sessions,
+    "snapshots": _write_snapshots,
+    "personas": _write_personas,
+    "workflows": _write_workflows,
+    "vectors": _write_vectors,
+}
 
 _TABLES = """
 SELECT c.relname, c.relpersistence::text AS relpersistence

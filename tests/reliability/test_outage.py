@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 
+import asyncpg
 import pytest
 
 from unified_db import DatabaseUnavailableError, UnifiedDB
@@ -152,6 +153,77 @@ async def test_a_crash_empties_unlogged_tables_and_keeps_every_committed_row(ser
         )
         # The same instance carries on: the unlogged table answers (empty), writes work.
         assert await db._fetchval("SELECT count(*) FROM __schema__.rel_volatile") == 0
+        # The cache came back empty and serves misses; the features read their rows back.
+        assert before["cache_entries"] > 0 and after["cache_entries"] == 0
+        missing = object()
+        assert await db.cache_get("crash:1", missing) is missing
+        assert await db.cache_get_many(["crash:1", "crash:forever"]) == {}
+        assert not await db.cache_exists("crash:forever")
+        assert await db.cache_get_by_tags(["crash"]) == {}
+        assert (await db.cache_info()).entries == 0
+        await db.cache_set("crash:after", 1)
+        assert await db.cache_get("crash:after") == 1
+        assert len(await db.session_list(active_only=True, limit=100)) == 20
+        assert (await db.memory_snapshot_latest("agent-0")).state == {"step": 18}
+        assert (await db.persona_get("crash-4")).description == "second version"
+        assert (await db.persona_get_default()).name == "crash-0"
+        runs = await db.workflow_list(name="crash", limit=50)
+        assert sorted(r.status for r in runs) == ["pending"] * 5 + ["running"] * 5
         await db._execute("INSERT INTO __schema__.rel_volatile VALUES (1)")
         assert (await db.health()).ok
         print(f"\ncrash: {len(acked)} commits acknowledged, all kept; server back after {recovered:.1f} s")
+
+
+async def test_the_near_cache_is_flushed_during_an_outage_and_its_listener_reconnects(server: OwnServer):
+    dsn = await server.create_database()
+    async with (
+        open_db(dsn, cache_local_size=100) as reader,
+        open_db(dsn, cache_publish_invalidations=True) as writer,
+    ):
+        svc = reader._component("nearcache")
+        assert svc is not None and await svc.wait_available(5)
+        pid = svc.backend_pid
+        await writer.cache_set("k", "v1")
+        assert await reader.cache_get("k") == "v1"
+        assert svc.cache.get("cache", "k")[0], "the value did not reach L1"
+
+        await asyncio.to_thread(server.stop, "fast")
+        outage_end = time.monotonic() + 5.0
+        deadline = time.monotonic() + 3
+        while svc.available:
+            assert time.monotonic() < deadline, "the lost listener was not noticed"
+            await asyncio.sleep(0.01)
+        flushed_after = 5.0 - (outage_end - time.monotonic())
+        # Flushed at once: during the outage a read fails rather than serve L1's copy.
+        assert len(svc.cache) == 0
+        while time.monotonic() < outage_end:
+            start = time.monotonic()
+            with pytest.raises(DatabaseUnavailableError):
+                await reader.cache_get("k")
+            assert time.monotonic() - start <= ACQUIRE_TIMEOUT + COMMAND_TIMEOUT + 0.5
+            assert not svc.available and len(svc.cache) == 0
+            await asyncio.sleep(0.2)
+
+        await asyncio.to_thread(server.start)
+        restarted = time.monotonic()
+        # Changed behind the library's back (no notification): L1 must not have kept v1.
+        con = await asyncpg.connect(dsn)
+        try:
+            await con.execute("UPDATE unified_db.cache_entries SET value = $1 WHERE key = 'k'", b'"v2"')
+        finally:
+            await con.close()
+        assert await asyncio.wait_for(reader.cache_get("k"), 10) == "v2"
+        assert await svc.wait_available(10), "the near-cache listener did not reconnect"
+        back = time.monotonic() - restarted
+        assert svc.reconnects >= 1 and svc.backend_pid not in (None, pid)
+        # Coherent again: a value cached after the reconnect is dropped by the next write.
+        assert await reader.cache_get("k") == "v2"
+        await writer.cache_set("k", "v3")
+        deadline = time.monotonic() + 2
+        while await reader.cache_get("k") != "v3":
+            assert time.monotonic() < deadline, "L1 kept a stale value after the reconnect"
+            await asyncio.sleep(0.01)
+        print(
+            f"\nnear-cache: listener loss noticed after {flushed_after * 1000:.0f} ms, L1 flushed; "
+            f"listening again {back * 1000:.0f} ms after the restart ({svc.reconnects} reconnect attempts)"
+        )

@@ -231,3 +231,9 @@ def test_cli_file_parsing_and_dumping():
     for as_yaml in (False, True):
         back = parse_personas_text(dump_personas([p], yaml_format=as_yaml), yaml_format=as_yaml)
         assert parse_persona(back[0]).content == parse_persona(p).content
+
+
+def test_check_since_further_back_than_year_1_means_all_time():
+    # Found by the hostile-input tests: a raw OverflowError reached the caller.
+    assert check_since(timedelta(days=10**8)) is None
+    assert check_since(timedelta.max) is None

@@ -82,3 +82,30 @@ def test_render_quotes_schema_once():
     assert render("SELECT * FROM __schema__.t", "app") == 'SELECT * FROM "app".t'
     with pytest.raises(InvalidInputError):
         render("x", "bad schema")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("nan"),
+        float("inf"),
+        -float("inf"),
+        {"a": [1, {"b": float("nan")}]},
+        [None, (1.0, float("-inf"))],
+    ],
+)
+def test_json_refuses_nan_and_infinities_rather_than_storing_null(value):
+    with pytest.raises(InvalidInputError, match="NaN"):
+        dumps(value)
+
+
+def test_json_keeps_null_and_finite_floats():
+    value = {"a": None, "b": [None, 1e308, -0.0], "c": "null"}
+    assert loads(dumps(value)) == value
+
+
+def test_json_refuses_nan_in_a_numpy_array():
+    np = pytest.importorskip("numpy")
+    with pytest.raises(InvalidInputError):
+        dumps({"v": np.array([1.0, np.nan])})
+    assert loads(dumps({"v": np.array([1.0, 2.0])})) == {"v": [1.0, 2.0]}

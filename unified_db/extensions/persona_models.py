@@ -404,7 +404,10 @@ def check_since(since: Any, now: datetime | None = None) -> datetime | None:
     if isinstance(since, timedelta):
         if since <= timedelta(0):
             raise InvalidInputError("since as a timedelta must be positive (how far back to look)")
-        return (now or datetime.now(UTC)) - since
+        try:
+            return (now or datetime.now(UTC)) - since
+        except OverflowError:  # further back than year 1: every metric there is
+            return None
     if isinstance(since, datetime):
         if since.tzinfo is None:
             raise InvalidInputError("since must be timezone-aware (e.g. datetime.now(timezone.utc))")

@@ -1,15 +1,19 @@
-"""A hypothesis state machine: the cache against a dict model, on a real PostgreSQL."""
+"""A hypothesis state machine: the cache against a dict model, on a real PostgreSQL.
+
+The model keeps each key's seconds left (None: no TTL); a clock jump moves every stored
+``expires_at`` back by ``JUMP`` seconds. TTLs and jumps are far apart (3600, 7200.5 vs
+1000), so the seconds the test takes never decide whether an entry is alive.
+"""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as s
-from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from unified_db import InvalidInputError, NotFoundError, UnifiedDB
+
+from .stateful import DEEP, QUICK, Run, run_machine
 
 KEYS = s.sampled_from(["a", "b", "c", "ключ", "with space", "x" * 1024])
 TAGS = s.lists(s.sampled_from(["t1", "t2", "t3"]), max_size=2, unique=True)
@@ -27,21 +31,28 @@ VALUES = s.recursive(
     max_leaves=6,
 ) | s.binary(max_size=20)
 TTLS = s.sampled_from([None, 3600, 7200.5])
+JUMP = 1000
+JUMP_SQL = (
+    "UPDATE __schema__.cache_entries SET expires_at = expires_at - make_interval(secs => $2)"
+    " WHERE namespace = $1 AND expires_at IS NOT NULL"
+)
 
 
 def test_cache_behaves_like_a_dict(db_dsn: str):
-    loop = asyncio.new_event_loop()
-    db = UnifiedDB(db_dsn, min_size=1, max_size=2)
-    loop.run_until_complete(db.open())
+    run_machine(db_dsn, build, QUICK)
 
-    def run(coro):
-        return loop.run_until_complete(coro)
 
+@pytest.mark.slow
+def test_cache_behaves_like_a_dict_deep(db_dsn: str):
+    run_machine(db_dsn, build, DEEP)
+
+
+def build(db: UnifiedDB, run: Run) -> type[RuleBasedStateMachine]:
     class CacheMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
-            # key -> (value, tags, has_ttl)
-            self.model: dict[str, tuple[object, frozenset[str], bool]] = {}
+            # key -> (value, tags, seconds left or None)
+            self.model: dict[str, tuple[object, frozenset[str], float | None]] = {}
 
         @initialize()
         def empty(self) -> None:
@@ -50,13 +61,13 @@ def test_cache_behaves_like_a_dict(db_dsn: str):
         @rule(key=KEYS, value=VALUES, ttl=TTLS, tags=TAGS)
         def set(self, key, value, ttl, tags):
             run(db.cache_set(key, value, ttl, tags=tags))
-            self.model[key] = (value, frozenset(tags), ttl is not None)
+            self.model[key] = (value, frozenset(tags), ttl)
 
         @rule(mapping=s.dictionaries(KEYS, VALUES, max_size=4), ttl=TTLS, tags=TAGS)
         def set_many(self, mapping, ttl, tags):
             assert run(db.cache_set_many(mapping, ttl, tags=tags)) == len(mapping)
             for k, v in mapping.items():
-                self.model[k] = (v, frozenset(tags), ttl is not None)
+                self.model[k] = (v, frozenset(tags), ttl)
 
         @rule(key=KEYS)
         def get(self, key):
@@ -94,7 +105,7 @@ def test_cache_behaves_like_a_dict(db_dsn: str):
             current = self.model.get(key)
             if current is None:
                 assert run(db.cache_incr(key, delta)) == delta
-                self.model[key] = (delta, frozenset(), False)
+                self.model[key] = (delta, frozenset(), None)
                 return
             value, tags, has_ttl = current
             if type(value) is int:
@@ -111,21 +122,24 @@ def test_cache_behaves_like_a_dict(db_dsn: str):
                     run(db.cache_ttl(key))
                 return
             left = run(db.cache_ttl(key))
-            assert (left is not None) == self.model[key][2]
+            want = self.model[key][2]
+            assert (left is None) == (want is None)
+            if want is not None:
+                assert want - 60 < left <= want, (left, want)
 
         @rule(key=KEYS)
         def persist(self, key):
             current = self.model.get(key)
-            assert run(db.cache_persist(key)) == bool(current and current[2])
+            assert run(db.cache_persist(key)) == bool(current and current[2] is not None)
             if current:
-                self.model[key] = (current[0], current[1], False)
+                self.model[key] = (current[0], current[1], None)
 
         @rule(key=KEYS)
         def touch(self, key):
             current = self.model.get(key)
             assert run(db.cache_touch(key, 3600)) == (current is not None)
             if current:
-                self.model[key] = (current[0], current[1], True)
+                self.model[key] = (current[0], current[1], 3600)
 
         @rule(tags=SOME_TAGS, match_all=s.booleans())
         def get_by_tags(self, tags, match_all):
@@ -149,20 +163,24 @@ def test_cache_behaves_like_a_dict(db_dsn: str):
             assert run(db.cache_clear()) == len(self.model)
             self.model.clear()
 
+        @rule()
+        def clock_jump(self):
+            """JUMP seconds pass: entries whose TTL runs out are gone for every read."""
+            run(db._execute(JUMP_SQL, db.namespace, JUMP))
+            for k, (v, t, left) in list(self.model.items()):
+                if left is None:
+                    continue
+                if left - JUMP <= 0:
+                    del self.model[k]
+                else:
+                    self.model[k] = (v, t, left - JUMP)
+
+        @rule()
+        def cleanup_expired(self):
+            run(db.cache_cleanup_expired())
+
         def teardown(self) -> None:
             info = run(db.cache_info())
             assert info.entries == len(self.model)
 
-    try:
-        run_state_machine_as_test(
-            CacheMachine,
-            settings=settings(
-                max_examples=50,
-                stateful_step_count=20,
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow],
-            ),
-        )
-    finally:
-        loop.run_until_complete(db.close())
-        loop.close()
+    return CacheMachine
