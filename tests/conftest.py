@@ -37,6 +37,9 @@ def client_dsn(admin_dsn: str) -> str:
 #: UNIFIED_DB_TEST_APP_ROLE=1: the library connects as a least-privilege role, as in a
 #: deployment where the deploy step ran ``unified-db init --app-role`` (see app_role).
 APP_ROLE_MODE = os.environ.get("UNIFIED_DB_TEST_APP_ROLE") == "1"
+#: UNIFIED_DB_TEST_PGBOUNCER=1: the library connects through PgBouncer in transaction mode
+#: (.ci/pgbouncer.sh); UNIFIED_DB_TEST_ADMIN_DSN then names the server itself.
+POOLER_MODE = os.environ.get("UNIFIED_DB_TEST_PGBOUNCER") == "1"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -45,6 +48,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "needs_owner(reason): the test changes the schema or roles, or needs the schema owner; "
         "skipped when the suite runs as the app role (UNIFIED_DB_TEST_APP_ROLE=1)",
     )
+    config.addinivalue_line(
+        "markers",
+        "needs_session(reason): the test needs a server session a transaction pooler cannot "
+        "give (LISTEN without listen_dsn, this pool's own backends in pg_stat_activity); "
+        "skipped behind PgBouncer (UNIFIED_DB_TEST_PGBOUNCER=1)",
+    )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -52,6 +61,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if APP_ROLE_MODE and marker is not None:
         reason = marker.args[0] if marker.args else marker.kwargs.get("reason", "")
         pytest.skip(f"needs the schema owner, not the app role: {reason}")
+    marker = item.get_closest_marker("needs_session")
+    if POOLER_MODE and marker is not None:
+        reason = marker.args[0] if marker.args else marker.kwargs.get("reason", "")
+        pytest.skip(f"needs a server session, not a transaction pooler: {reason}")
 
 
 @pytest.fixture(scope="session")

@@ -486,6 +486,7 @@ async def test_info_counts_hits_and_misses(db: UnifiedDB):
 # ------------------------------------------------------------------ demo and CLI
 
 
+@pytest.mark.needs_session("the demo shows the near-cache, which LISTENs on the test DSN")
 async def test_demo_section_runs_twice(db: UnifiedDB):
     import io
 

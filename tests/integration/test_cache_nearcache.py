@@ -13,6 +13,10 @@ import pytest
 from unified_db import UnifiedDB
 from unified_db.nearcache import NearCacheService, publish
 
+# LISTEN through a transaction pooler never hears a NOTIFY: behind PgBouncer the near-cache
+# needs listen_dsn (tests/integration/test_nearcache_pooler.py covers that).
+pytestmark = pytest.mark.needs_session("the near-cache LISTENs on the test DSN")
+
 
 def local(db: UnifiedDB) -> NearCacheService:
     svc = db._component("nearcache")

@@ -270,6 +270,7 @@ async def test_migrate_down_rejects_bad_steps_before_any_io(db: UnifiedDB, steps
     assert [m.applied for m in await db.migration_status()] == before
 
 
+@pytest.mark.needs_owner("creates a role")
 async def test_missing_privilege_is_permission_denied(db: UnifiedDB):
     from unified_db import PermissionDeniedError
 

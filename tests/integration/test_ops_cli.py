@@ -48,7 +48,10 @@ LOAD = textwrap.dedent("""
 
 
 def env() -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if not k.startswith("UNIFIED_DB_")}
+    # The caller's UNIFIED_DB_* settings stay out of the commands, but for the statement
+    # cache: behind PgBouncer it must stay 0 (named prepared statements break there).
+    keep = {"UNIFIED_DB_STATEMENT_CACHE_SIZE"}
+    out = {k: v for k, v in os.environ.items() if not k.startswith("UNIFIED_DB_") or k in keep}
     out["PYTHONPATH"] = str(ROOT)
     out["COLUMNS"] = "160"
     return out

@@ -77,6 +77,7 @@ async def test_stats_under_load_from_50_tasks(db_dsn: str):
         assert ext.backends.total >= 1 and ext.backends.states.get("active", 0) >= 1
 
 
+@pytest.mark.needs_session("counts this pool's backends in pg_stat_activity (the pooler's, behind PgBouncer)")
 async def test_adjust_pool_size_up_and_down_under_load_fails_no_query(db_dsn: str, admin_dsn: str):
     async with UnifiedDB(db_dsn, min_size=1, max_size=3, acquire_timeout=30) as db:
         stop = asyncio.Event()
@@ -130,6 +131,7 @@ async def test_adjust_pool_size_to_the_same_size_keeps_the_pool(db: UnifiedDB):
     assert db._pool is pool and s.max_size == 10
 
 
+@pytest.mark.needs_session("lists this pool's backends in pg_stat_activity (the pooler's, behind PgBouncer)")
 async def test_connection_diagnostics_list_this_application_only(db_dsn: str, admin_dsn: str):
     other = await asyncpg.connect(db_dsn, server_settings={"application_name": "someone_else"})
     try:
@@ -147,6 +149,7 @@ async def test_connection_diagnostics_list_this_application_only(db_dsn: str, ad
         await other.close()
 
 
+@pytest.mark.needs_session("terminates this pool's backends (the pooler's, behind PgBouncer)")
 async def test_terminate_idle_connections_spares_other_applications(db_dsn: str):
     mine = await asyncpg.connect(db_dsn, server_settings={"application_name": "unified_db"})
     theirs = await asyncpg.connect(db_dsn, server_settings={"application_name": "other_app"})

@@ -15,6 +15,10 @@ from unified_db import ConflictError, UnifiedDB
 from unified_db.extensions.personas import KIND, USER_KIND, Persona
 from unified_db.nearcache import NearCacheService
 
+# LISTEN through a transaction pooler never hears a NOTIFY: behind PgBouncer the near-cache
+# needs listen_dsn (tests/integration/test_nearcache_pooler.py covers that).
+pytestmark = pytest.mark.needs_session("the near-cache LISTENs on the test DSN")
+
 
 def spec(name: str, **kw) -> dict:
     return {"name": name, "system_prompt": f"You are {name}.", **kw}
