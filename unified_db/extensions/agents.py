@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from .. import codecs
 from ..core import operation
 from ..errors import ConflictError, InvalidInputError, NotFoundError
+from ..validation import check_uuid
 
 if TYPE_CHECKING:
     from ._protocol import DBProtocol as _Base
@@ -86,14 +87,7 @@ def check_agent_id(value: Any, arg: str = "agent_id") -> str:
 
 def check_run_id(value: Any, arg: str = "run_id") -> uuid.UUID:
     """A run id: a ``uuid.UUID`` or its string form."""
-    if isinstance(value, uuid.UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return uuid.UUID(value)
-        except ValueError:
-            pass
-    raise InvalidInputError(f"{arg} must be a UUID or its string form (got {value!r})")
+    return check_uuid(value, arg)
 
 
 def check_choice(value: Any, arg: str, allowed: Iterable[str]) -> str:

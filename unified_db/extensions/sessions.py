@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..codecs import dumps
 from ..core import operation
 from ..errors import ConflictError, InvalidInputError, NotFoundError
+from ..validation import check_uuid
 
 if TYPE_CHECKING:
     from ._protocol import DBProtocol as _Base
@@ -156,14 +157,7 @@ def new_session_id(now_ms: int | None = None) -> uuid.UUID:
 
 def check_session_id(value: object, name: str = "session_id") -> uuid.UUID:
     """*value* as a UUID (a UUID or its string form); InvalidInputError otherwise."""
-    if isinstance(value, uuid.UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return uuid.UUID(value)
-        except ValueError:
-            pass
-    raise InvalidInputError(f"{name} must be a session id (a UUID or its string form), got {value!r:.80}")
+    return check_uuid(value, name, "a session id (a UUID or its string form)")
 
 
 def check_session_ids(values: object) -> list[uuid.UUID]:
