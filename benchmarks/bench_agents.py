@@ -13,10 +13,8 @@ against raw asyncpg running the same claim statement.
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -30,25 +28,6 @@ SECTION_LG = "LangGraph checkpointer"
 SECTION_WF = "workflow runs"
 POOL = 4
 PEER = "AsyncPostgresSaver"
-
-
-async def _fresh_database(ctx: Context) -> str:
-    name = f"udb_bench_agents_{os.getpid()}"
-    admin = await ctx.admin()
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return urlunsplit(urlsplit(ctx.dsn)._replace(path="/" + name))
-
-
-async def _drop_database(ctx: Context, dsn: str) -> None:
-    admin = await ctx.admin()
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(dsn).path.lstrip("/")}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 def _messages(n: int = 20) -> list[dict[str, Any]]:
@@ -92,7 +71,7 @@ class _Thread:
 
 
 async def run(ctx: Context) -> list[Row]:
-    dsn = await _fresh_database(ctx)
+    dsn = await ctx.fresh_database("agents")
     rows: list[Row] = []
     try:
         async with UnifiedDB(dsn, namespace="bench", min_size=POOL, max_size=POOL) as db:
@@ -103,7 +82,7 @@ async def run(ctx: Context) -> list[Row]:
             finally:
                 await floor.close()
     finally:
-        await _drop_database(ctx, dsn)
+        await ctx.drop_database(dsn)
     return rows
 
 

@@ -48,25 +48,8 @@ POOL = 10
 CONCURRENCY = 32
 
 
-def _with_database(dsn: str, name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    return urlunsplit(urlsplit(dsn)._replace(path="/" + name))
-
-
-async def _fresh_database(ctx: Context) -> str:
-    name = "udb_bench_cache"
-    admin = await ctx.admin()
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return _with_database(ctx.dsn, name)
-
-
 async def run(ctx: Context) -> list[Row]:
-    dsn = await _fresh_database(ctx)
+    dsn = await ctx.fresh_database("cache")
     rows: list[Row] = []
     redis, why = await redis_client(ctx.redis_url)
     if redis is None:

@@ -11,7 +11,6 @@ single word matches ~0.16% of the snapshots.
 
 from __future__ import annotations
 
-import os
 import random
 import time
 
@@ -67,29 +66,6 @@ def _state(size: int, seed: int) -> dict:
     }
 
 
-async def _fresh_database(ctx: Context) -> str:
-    name = f"udb_bench_memory_{os.getpid()}"
-    admin = await ctx.admin()
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    from urllib.parse import urlsplit, urlunsplit
-
-    return urlunsplit(urlsplit(ctx.dsn)._replace(path="/" + name))
-
-
-async def _drop_database(ctx: Context, dsn: str) -> None:
-    from urllib.parse import urlsplit
-
-    admin = await ctx.admin()
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(dsn).path.lstrip("/")}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 async def _fill(db: UnifiedDB, n: int, ctx: Context) -> float:
     start = time.perf_counter()
     async with db._acquire() as con:
@@ -110,7 +86,7 @@ async def _fill(db: UnifiedDB, n: int, ctx: Context) -> float:
 
 
 async def run(ctx: Context) -> list[Row]:
-    dsn = await _fresh_database(ctx)
+    dsn = await ctx.fresh_database("memory")
     rows: list[Row] = []
     try:
         async with UnifiedDB(dsn, namespace="bench", min_size=POOL, max_size=POOL) as db:
@@ -121,7 +97,7 @@ async def run(ctx: Context) -> list[Row]:
             finally:
                 await floor.close()
     finally:
-        await _drop_database(ctx, dsn)
+        await ctx.drop_database(dsn)
     return rows
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -50,6 +51,24 @@ class Context:
 
     async def admin(self) -> asyncpg.Connection:
         return await asyncpg.connect(self.dsn)
+
+    async def fresh_database(self, label: str) -> str:
+        """A new, empty database for one benchmark module (any leftover dropped); its DSN."""
+        name = f"udb_bench_{label}_{os.getpid()}"
+        admin = await self.admin()
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        return urlunsplit(urlsplit(self.dsn)._replace(path="/" + name))
+
+    async def drop_database(self, dsn: str) -> None:
+        admin = await self.admin()
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(dsn).path.lstrip("/")}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 class _FloorConnection(asyncpg.Connection):
