@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .cli_options import DsnOpt, JsonOpt, NamespaceOpt, SchemaOpt  # noqa: F401 - re-exported
 from .db import UnifiedDB
 from .errors import UnifiedDBError
 
@@ -22,14 +23,6 @@ app = typer.Typer(
 )
 console = Console()
 T = TypeVar("T")
-
-DsnOpt = Annotated[
-    str | None,
-    typer.Option("--dsn", help="PostgreSQL DSN (default: UNIFIED_DB_DSN, else embedded)"),
-]
-SchemaOpt = Annotated[
-    str | None, typer.Option("--schema", help="schema (default: UNIFIED_DB_SCHEMA or unified_db)")
-]
 
 
 def _settings(dsn: str | None, schema: str | None, **extra: Any) -> dict[str, Any]:

@@ -8,15 +8,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from .cli import DsnOpt, SchemaOpt, console, run
+from .cli import DsnOpt, JsonOpt, NamespaceOpt, SchemaOpt, console, run
 from .db import UnifiedDB
 
 app = typer.Typer(help="Agents and workflow runs.", no_args_is_help=True)
-
-NamespaceOpt = Annotated[
-    str | None, typer.Option("--namespace", help="namespace (default: UNIFIED_DB_NAMESPACE)")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 
 
 def _print_runs(runs: list[Any], as_json: bool, title: str) -> None:

@@ -7,12 +7,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .cli import DsnOpt, SchemaOpt, console, run
+from .cli import DsnOpt, NamespaceOpt, SchemaOpt, console, run
 from .db import UnifiedDB
 
 app = typer.Typer(help="The cache: info, expiry, durability.", no_args_is_help=True)
-
-NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="namespace (default: default)")]
 
 
 @app.command()

@@ -11,17 +11,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from .cli import DsnOpt, SchemaOpt, app, console, run
+from .cli import DsnOpt, JsonOpt, NamespaceOpt, SchemaOpt, app, console, run
 from .db import UnifiedDB
 from .extensions.memory import decode_state
 
 memory_app = typer.Typer(help="Memory snapshots: list, show, search, diff, restore, stats, cleanup.")
 app.add_typer(memory_app, name="memory")
-
-NamespaceOpt = Annotated[
-    str | None, typer.Option("--namespace", "-n", help="namespace (default: UNIFIED_DB_NAMESPACE or default)")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
 
 
 def _print_json(value: Any) -> None:

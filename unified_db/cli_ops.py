@@ -14,13 +14,10 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .cli import DsnOpt, SchemaOpt, app, console, run
+from .cli import DsnOpt, NamespaceOpt, SchemaOpt, app, console, run
 from .db import UnifiedDB
 from .errors import FeatureUnavailableError
 
-NamespaceOpt = Annotated[
-    str | None, typer.Option("--namespace", help="namespace (default: UNIFIED_DB_NAMESPACE or default)")
-]
 DbClassOpt = Annotated[
     str | None,
     typer.Option(

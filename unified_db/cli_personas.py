@@ -9,21 +9,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from .cli_options import DsnOpt, NamespaceOpt, SchemaOpt
 from .db import UnifiedDB
 from .errors import InvalidInputError
 from .extensions.persona_models import ImportReport, Persona
 
 app = typer.Typer(help="Import, export and list personas.", no_args_is_help=True)
 
-DsnOpt = Annotated[
-    str | None, typer.Option("--dsn", help="PostgreSQL DSN (default: UNIFIED_DB_DSN, else embedded)")
-]
-SchemaOpt = Annotated[
-    str | None, typer.Option("--schema", help="schema (default: UNIFIED_DB_SCHEMA or unified_db)")
-]
-NamespaceOpt = Annotated[
-    str | None, typer.Option("--namespace", help="namespace (default: UNIFIED_DB_NAMESPACE or default)")
-]
 YAML_SUFFIXES = (".yaml", ".yml")
 
 

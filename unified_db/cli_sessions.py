@@ -13,21 +13,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from .cli import DsnOpt, SchemaOpt, app, console, run
+from .cli import DsnOpt, JsonOpt, NamespaceOpt, SchemaOpt, app, console, run
 from .db import UnifiedDB
 
 sessions_app = typer.Typer(help="Inspect and manage server-side sessions.", no_args_is_help=True)
 app.add_typer(sessions_app, name="sessions")
-
-NamespaceOpt = Annotated[
-    str | None,
-    typer.Option("--namespace", "-n", help="namespace (default: UNIFIED_DB_NAMESPACE or 'default')"),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
-
-
-def _go(dsn: str | None, schema: str | None, namespace: str | None, fn: Any) -> Any:
-    return run(dsn, schema, fn, namespace=namespace)
 
 
 @sessions_app.command("list")
@@ -48,7 +38,7 @@ def list_(
             user_id=user, active_only=not include_expired, limit=limit, cursor=cursor
         )
 
-    sessions = _go(dsn, schema, namespace, go)
+    sessions = run(dsn, schema, go, namespace=namespace)
     if as_json:
         typer.echo(json.dumps([s.model_dump(mode="json", exclude={"token"}) for s in sessions], indent=2))
         return
@@ -83,7 +73,7 @@ def count(
     async def go(db: UnifiedDB) -> int:
         return await db.session_get_active_count(user)
 
-    typer.echo(_go(dsn, schema, namespace, go))
+    typer.echo(run(dsn, schema, go, namespace=namespace))
 
 
 @sessions_app.command("revoke-user")
@@ -98,7 +88,7 @@ def revoke_user(
     async def go(db: UnifiedDB) -> int:
         return await db.session_revoke_user(user)
 
-    console.print(f"revoked {_go(dsn, schema, namespace, go)} active session(s) of {user!r}")
+    console.print(f"revoked {run(dsn, schema, go, namespace=namespace)} active session(s) of {user!r}")
 
 
 @sessions_app.command()
@@ -113,7 +103,7 @@ def delete(
     async def go(db: UnifiedDB) -> bool:
         return await db.session_delete(session_id)
 
-    if not _go(dsn, schema, namespace, go):
+    if not run(dsn, schema, go, namespace=namespace):
         console.print(f"no active session {session_id}")
         raise typer.Exit(1)
     console.print(f"deleted {session_id}")
@@ -134,7 +124,7 @@ def cleanup(
             return await db._cleanup_sessions(dry_run=True, batch_size=batch_size)
         return await db.session_cleanup_inactive(batch_size=batch_size)
 
-    n = _go(dsn, schema, namespace, go)
+    n = run(dsn, schema, go, namespace=namespace)
     console.print(f"{'would delete' if dry_run else 'deleted'} {n} expired session(s)")
 
 
@@ -150,7 +140,7 @@ def analytics(
     async def go(db: UnifiedDB) -> Any:
         return await db.session_analytics()
 
-    result = _go(dsn, schema, namespace, go)
+    result = run(dsn, schema, go, namespace=namespace)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return

@@ -8,16 +8,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from .cli import DsnOpt, SchemaOpt, console, run
+from .cli import DsnOpt, NamespaceOpt, SchemaOpt, console, run
 from .db import UnifiedDB
 
 app = typer.Typer(help="Vector collections: list, create, drop, search.", no_args_is_help=True)
-
-NamespaceOpt = Annotated[str | None, typer.Option("--namespace", "-n", help="namespace (default: default)")]
-
-
-def _ns(namespace: str | None) -> dict[str, Any]:
-    return {"namespace": namespace} if namespace is not None else {}
 
 
 @app.command("list")
@@ -27,7 +21,7 @@ def list_(dsn: DsnOpt = None, schema: SchemaOpt = None, namespace: NamespaceOpt 
     async def go(db: UnifiedDB) -> list[tuple[Any, int]]:
         return [(c, await db.vector_count(c.name)) for c in await db.vector_collections()]
 
-    rows = run(dsn, schema, go, **_ns(namespace))
+    rows = run(dsn, schema, go, namespace=namespace)
     t = Table("name", "dimensions", "distance", "index", "backend", "items", "created")
     for c, n in rows:
         t.add_row(c.name, str(c.dimensions), c.distance, c.index, c.backend, str(n), str(c.created_at))
@@ -51,7 +45,7 @@ def create(
             name, dimensions, distance=distance, index=index, exist_ok=True
         )
 
-    c = run(dsn, schema, go, **_ns(namespace))
+    c = run(dsn, schema, go, namespace=namespace)
     console.print(f"collection {c.name}: {c.dimensions} dimensions, {c.distance}, {c.index}")
 
 
@@ -70,7 +64,7 @@ def drop(
     async def go(db: UnifiedDB) -> None:
         await db.vector_collection_drop(name)
 
-    run(dsn, schema, go, **_ns(namespace))
+    run(dsn, schema, go, namespace=namespace)
     console.print(f"dropped {name}")
 
 
@@ -97,7 +91,7 @@ def search(
     async def go(db: UnifiedDB) -> Any:
         return await db.vector_search(name, vector, k=k, filter=flt)
 
-    hits = run(dsn, schema, go, **_ns(namespace))
+    hits = run(dsn, schema, go, namespace=namespace)
     t = Table("id", "score", "content", "metadata")
     for h in hits:
         t.add_row(h.id, f"{h.score:.4f}", h.content[:60], json.dumps(h.metadata)[:60])
