@@ -190,6 +190,9 @@ def maintain(
     for r in results:
         t.add_row(r.table, f"{r.dead_rows_before:,}", f"{r.seconds:.2f}")
     console.print(t)
+    for r in results:
+        if r.skipped:
+            console.print(f"[yellow]{r.table}:[/yellow] {r.skipped}")
 
 
 def main_for_script(command: str, argv: list[str]) -> None:
