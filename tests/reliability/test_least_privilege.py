@@ -102,20 +102,38 @@ async def test_the_library_runs_as_the_app_role_and_ddl_is_refused(
 
 
 async def test_granting_again_is_idempotent_and_takes_back_extra_privileges(db: UnifiedDB, role: str):
-    await grant_app_role(db, role)
-    await db._execute(
-        await db._fetchval(
-            "SELECT format('GRANT TRUNCATE ON ALL TABLES IN SCHEMA unified_db TO %I', $1::text)", role
-        )
-    )
+    first = await grant_app_role(db, role)
+    extra = "TRUNCATE, MAINTAIN" if first.maintain else "TRUNCATE"
+    for template in (
+        f"GRANT {extra} ON ALL TABLES IN SCHEMA unified_db TO %I",
+        # as an older release granted: every function, and later ones by default
+        "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA unified_db TO %I",
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA unified_db GRANT EXECUTE ON FUNCTIONS TO %I",
+    ):
+        await db._execute(await db._fetchval("SELECT format($1::text, $2::text)", template, role))
     again = await grant_app_role(db, role, password="s3cret-'quote")
     assert again.created is False and again.password_set is True
-    held = await db._fetchval(
-        "SELECT count(*) FROM information_schema.role_table_grants"
-        " WHERE grantee = $1 AND table_schema = 'unified_db' AND privilege_type = 'TRUNCATE'",
+    held = await db._fetch(
+        "SELECT a.privilege_type, c.relname FROM pg_class c, aclexplode(c.relacl) a"
+        " WHERE c.relnamespace = 'unified_db'::regnamespace AND a.grantee = $1::regrole"
+        " AND a.privilege_type IN ('TRUNCATE', 'MAINTAIN')",
         role,
     )
-    assert held == 0
+    assert {(r["privilege_type"], r["relname"]) for r in held} == (
+        {("MAINTAIN", t) for t in CHURN_TABLES} if again.maintain else set()
+    )
+    explicit = await db._fetch(
+        "SELECT routine_name FROM information_schema.role_routine_grants"
+        " WHERE grantee = $1 AND routine_schema = 'unified_db'",
+        role,
+    )
+    assert {r[0] for r in explicit} == {p.split("(")[0] for p in PRIVILEGED}
+    default_acl = await db._fetchval(
+        "SELECT count(*) FROM pg_default_acl d, aclexplode(d.defaclacl) a"
+        " WHERE d.defaclobjtype = 'f' AND a.grantee = $1::regrole",
+        role,
+    )
+    assert default_acl == 0
     assert await db._fetchval("SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = $1", role)
 
 
@@ -217,6 +235,14 @@ async def test_the_app_role_privileges_follow_the_catalog(db: UnifiedDB, owner_d
         if r["kind"] == "S":
             assert r["seq"] and not r["owns"], r["name"]
     assert all(r["exec"] for r in await db._fetch(FUNCTIONS, db.schema, role))
+    if result.maintain:  # PostgreSQL 17+: MAINTAIN (for VACUUM) on the churn tables only
+        held = await db._fetch(
+            "SELECT relname FROM pg_class WHERE relnamespace = $1::regnamespace AND relkind = 'r'"
+            " AND has_table_privilege($2, oid, 'MAINTAIN')",
+            db.schema,
+            role,
+        )
+        assert {r[0] for r in held} == set(CHURN_TABLES)
 
     # And the server refuses every table's DDL to the role.
     app_dsn = as_user(owner_dsn, role)
