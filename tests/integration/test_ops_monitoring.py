@@ -287,11 +287,15 @@ async def test_vacuum_runs_on_the_churn_tables(db: UnifiedDB):
     await db.cache_clear()
     done = await vacuum(db)
     assert [r.table for r in done] == list(CHURN_TABLES)
-    vacuumed = await db._fetchval(
-        "SELECT last_vacuum IS NOT NULL AND last_analyze IS NOT NULL FROM pg_stat_user_tables"
-        " WHERE relid = to_regclass('unified_db.cache_entries')"
+    # The owner, or the app role on PostgreSQL 17+ (MAINTAIN), vacuums; the app role on an
+    # older server gets the ANALYZE only, and each table says so.
+    vacuumed = all(r.skipped is None for r in done)
+    assert vacuumed or all("VACUUM skipped" in r.skipped for r in done)
+    row = await db._fetchrow(
+        "SELECT last_vacuum IS NOT NULL AS vacuum, last_analyze IS NOT NULL AS analyze"
+        " FROM pg_stat_user_tables WHERE relid = to_regclass('unified_db.cache_entries')"
     )
-    assert vacuumed is True
+    assert (row["vacuum"], row["analyze"]) == (vacuumed, True)
     assert await db._fetchval("SELECT count(*) FROM __schema__.cache_entries") == 0
     assert [r.table for r in await vacuum(db, analyze_only=True)][0] == "cache_entries"
 
