@@ -556,6 +556,10 @@ async def test_index_ddl_gives_up_on_a_long_held_lock_with_a_conflict(
     from unified_db.vectors import pgvector
 
     await db.vector_collection_create("first", 4)
+    await db.vector_collection_create("deferred", 4, build_index=False)
+    owner = await db._fetchval(
+        "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = 'unified_db.vector_items'::regclass"
+    )
     monkeypatch.setattr(pgvector, "LOCK_TIMEOUT", "SELECT set_config('lock_timeout', '300ms', true)")
     holder = await asyncpg.connect(db_dsn)
     try:
@@ -566,10 +570,13 @@ async def test_index_ddl_gives_up_on_a_long_held_lock_with_a_conflict(
             await db.vector_collection_create("second", 4)
         with pytest.raises(ConflictError, match="stayed locked"):
             await db.vector_collection_drop("first")
+        if not owner:  # the app role's deferred build is not concurrent: it waits like the others
+            with pytest.raises(ConflictError, match="stayed locked"):
+                await db.vector_collection_build_index("deferred")
         await tr.rollback()
     finally:
         await holder.close()
-    assert [c.name for c in await db.vector_collections()] == ["first"]  # nothing half-done
+    assert [c.name for c in await db.vector_collections()] == ["deferred", "first"]  # nothing half-done
     await db.vector_collection_create("second", 4)
 
 
