@@ -105,6 +105,8 @@ def init(
     if role is not None:
         verb = "created" if role.created else "updated"
         console.print(f"app role {role.role} {verb}: run-time privileges on schema {role.schema_name}")
+        if not role.maintain:
+            console.print("PostgreSQL < 17 has no MAINTAIN privilege: VACUUM stays the schema owner's")
 
 
 @app.command()

@@ -186,10 +186,13 @@ def maintain(
         return await run_vacuum(db, analyze_only=analyze)
 
     results = run(dsn, schema, go)
-    t = Table("table", "dead rows before", "seconds", title="VACUUM (ANALYZE)" if vacuum else "ANALYZE")
+    title = "VACUUM (ANALYZE)" if vacuum else "ANALYZE"
+    t = Table("table", "dead rows before", "seconds", "note", title=title)
     for r in results:
-        t.add_row(r.table, f"{r.dead_rows_before:,}", f"{r.seconds:.2f}")
+        t.add_row(r.table, f"{r.dead_rows_before:,}", f"{r.seconds:.2f}", "ANALYZE only" if r.skipped else "")
     console.print(t)
+    for reason in dict.fromkeys(r.skipped for r in results if r.skipped):  # each reason once
+        console.print(f"[yellow]note:[/yellow] {reason}")
 
 
 def main_for_script(command: str, argv: list[str]) -> None:

@@ -1,13 +1,17 @@
 """Least privilege: a login role with only what the library needs at run time.
 
 ``unified-db init --app-role NAME`` runs :func:`grant_app_role` after the migrations.
-The role may read and write rows (SELECT, INSERT, UPDATE, DELETE), use sequences and
-call functions in the library schema, and only read ``schema_migrations``; it gets no
-CREATE, TRUNCATE, REFERENCES or TRIGGER, owns nothing, and so cannot create, alter,
-empty or drop a table. Migrations
-keep running as the owner (the deploy step); the application connects as the role.
-On a server with pgvector it also creates the vector item table (and the extension),
-which the vectors feature would otherwise create on first use, so the grants cover it.
+The role may read and write rows (SELECT, INSERT, UPDATE, DELETE), use sequences, and
+only read ``schema_migrations``; it gets no CREATE, TRUNCATE, REFERENCES or TRIGGER,
+owns nothing, and so cannot create, alter, empty or drop a table. The few run-time steps
+that are DDL (a vector collection's index, the vector item table, the cache table's
+durability, ANALYZE) go through the schema owner's SECURITY DEFINER functions of
+``0008_privileged.sql``, each doing one fixed thing: the role may EXECUTE those, which
+PUBLIC may not. On PostgreSQL 17+ it also holds MAINTAIN on the high-churn tables, so
+``unified-db maintain`` may VACUUM them (VACUUM cannot run in a function).
+Migrations keep running as the owner (the deploy step); the application connects as
+the role. On a server with pgvector it also creates the extension (a superuser's step)
+and the vector item table.
 
 Every statement is rendered by the server (``format()`` with ``%I`` and ``%L``), so the
 role name, schema and password are quoted by PostgreSQL, never spliced in Python.
@@ -47,12 +51,27 @@ _GRANTS = (
     # The migration ledger is the deploy step's: the app only reads it (health, status).
     "REVOKE INSERT, UPDATE, DELETE ON %1$I.schema_migrations FROM %2$I",
     "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %1$I TO %2$I",
-    "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %1$I TO %2$I",
     # Tables a later migration creates (run by the same owner) are covered too.
     "ALTER DEFAULT PRIVILEGES IN SCHEMA %1$I GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %2$I",
     "ALTER DEFAULT PRIVILEGES IN SCHEMA %1$I GRANT USAGE, SELECT ON SEQUENCES TO %2$I",
-    "ALTER DEFAULT PRIVILEGES IN SCHEMA %1$I GRANT EXECUTE ON FUNCTIONS TO %2$I",
+    # EXECUTE on the privileged functions only (PUBLIC runs the others). A role granted by
+    # an older release holds it on every function, and by default on later ones: take
+    # that back, so a function a later migration adds is granted only here, by name.
+    "REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA %1$I FROM %2$I",
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA %1$I REVOKE EXECUTE ON FUNCTIONS FROM %2$I",
+    "GRANT EXECUTE ON FUNCTION %1$I.vector_storage_ensure(), %1$I.vector_index_build(bigint),"
+    " %1$I.vector_index_drop(bigint), %1$I.cache_set_durable(boolean), %1$I.maintain_analyze(text)"
+    " TO %2$I",
 )
+# PostgreSQL 17+: MAINTAIN lets `unified-db maintain` VACUUM the churn tables
+# (CHURN_TABLES); it also allows ANALYZE, REINDEX, CLUSTER and LOCK TABLE on them, none of
+# which changes the schema. Nowhere else.
+_MAINTAIN = (
+    "REVOKE MAINTAIN ON ALL TABLES IN SCHEMA %1$I FROM %2$I",
+    "GRANT MAINTAIN ON TABLE %1$I.cache_entries, %1$I.sessions, %1$I.memory_snapshots,"
+    " %1$I.workflow_runs, %1$I.instance_stats TO %2$I",
+)
+_VERSION = "SELECT current_setting('server_version_num')::int"
 
 _POWERS = ("rolsuper", "rolcreaterole", "rolcreatedb", "rolreplication", "rolbypassrls")
 
@@ -66,6 +85,8 @@ class AppRole(BaseModel):
     password_set: bool
     #: pgvector's item table exists (created now if needed), so the grants cover it
     vector_storage: bool = False
+    #: MAINTAIN granted on the churn tables (PostgreSQL 17+): the role may VACUUM them
+    maintain: bool = False
 
 
 def check_role_name(role: object) -> str:
@@ -85,7 +106,7 @@ async def grant_app_role(db: UnifiedPostgreSQL, role: str, *, password: str | No
     re-grants (covering tables added since) and revokes any DDL-like table privilege the
     role had. *password* (optional) is set on the role. Raises InvalidInputError for a
     bad name or password, ConflictError when the role exists with superuser-like
-    attributes (it would bypass every restriction). One transaction, about 25 round trips.
+    attributes (it would bypass every restriction). One transaction, about 30 round trips.
     """
     check_role_name(role)
     if password is not None and (not isinstance(password, str) or not password or "\x00" in password):
@@ -110,7 +131,8 @@ async def grant_app_role(db: UnifiedPostgreSQL, role: str, *, password: str | No
         if password is not None:
             await run(_PASSWORD)
         vector_storage = await _prepare_vector_storage(db, con)
-        for template in _GRANTS:
+        maintain = await con.fetchval(_VERSION) >= 170000
+        for template in _GRANTS + (_MAINTAIN if maintain else ()):
             await run(template)
     return AppRole(
         role=role,
@@ -118,14 +140,16 @@ async def grant_app_role(db: UnifiedPostgreSQL, role: str, *, password: str | No
         created=existing is None,
         password_set=password is not None,
         vector_storage=vector_storage,
+        maintain=maintain,
     )
 
 
 async def _prepare_vector_storage(db: UnifiedPostgreSQL, con: Conn) -> bool:
-    """Create pgvector's item table now, as the owner, when the server has pgvector.
+    """Install pgvector and create its item table now, as the owner, when the server has it.
 
-    The vectors feature creates it on first use, which is DDL the app role may not run
-    (nor CREATE EXTENSION, which needs a superuser). Returns whether the table exists;
+    CREATE EXTENSION needs a superuser (or a trusted extension), which the app role never
+    is; the table the app role could create later through vector_storage_ensure(), but
+    made now it is covered by the grants below at once. Returns whether the table exists;
     False (nothing done) on a server without pgvector or for an owner who may not
     install it: vectors then stay unavailable, as they would for the owner.
     """

@@ -206,13 +206,13 @@ async def test_tags(db: UnifiedDB):
     assert await db.cache_invalidate_tags(["team:a"]) == 0
 
 
-@pytest.mark.needs_owner("ANALYZEs the cache table for a stable plan; ANALYZE is the owner's")
 async def test_tag_queries_use_the_gin_index(db: UnifiedDB):
     await db.cache_set_many({f"k{i}": i for i in range(2000)}, tags=("bulk",))
     await db.cache_set("needle", 1, tags=("rare",))
-    await db._execute("ANALYZE __schema__.cache_entries")
     from unified_db.extensions.cache import TAGS_ANY_SQL
+    from unified_db.monitoring.maintenance import vacuum
 
+    await vacuum(db, analyze_only=True)  # ANALYZE through maintain_analyze(): the app role's too
     async with db._acquire() as con:
         await con.execute("SET LOCAL enable_seqscan = off")  # tiny tables: make the choice visible
         plan = "\n".join(r[0] for r in await con.fetch("EXPLAIN " + TAGS_ANY_SQL, "default", ["rare"]))
@@ -456,7 +456,6 @@ async def test_in_process_sweeper(db_dsn: str):
 # ------------------------------------------------------------------ durability and info
 
 
-@pytest.mark.needs_owner("cache_set_durable is ALTER TABLE: an owner's operation, like migrations")
 async def test_table_is_unlogged_by_default_and_durability_can_be_switched(db_dsn: str):
     async with UnifiedDB(db_dsn, max_size=2) as db:
         await db.cache_set("a", 1)
@@ -506,7 +505,6 @@ async def test_demo_section_runs_twice(db: UnifiedDB):
     assert await db.cache_get("user-data") == "kept"  # the demo touches only its own keys
 
 
-@pytest.mark.needs_owner("runs cache durable (ALTER TABLE): an owner's operation")
 def test_cli_cache_commands(db_dsn: str):
     from typer.testing import CliRunner
 

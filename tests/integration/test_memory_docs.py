@@ -6,8 +6,6 @@ import ast
 import re
 from pathlib import Path
 
-import pytest
-
 from unified_db import UnifiedDB
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "agent-state.md"
@@ -23,7 +21,6 @@ def memory_examples() -> list[tuple[bool, str]]:
     ]
 
 
-@pytest.mark.needs_owner("snapshot embeddings create an HNSW index on vector_items: DDL")
 async def test_memory_snapshot_examples_run(db: UnifiedDB):
     examples = memory_examples()
     assert len(examples) >= 6 and any(needs for needs, _ in examples)

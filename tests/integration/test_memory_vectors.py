@@ -17,10 +17,6 @@ from unified_db import ConflictError, FeatureUnavailableError, InvalidInputError
 from unified_db.embeddings import HashingEmbedder
 from unified_db.extensions.memory import SNAPSHOT_COLLECTION, SnapshotHit
 
-pytestmark = pytest.mark.needs_owner(
-    "vector collections create HNSW indexes on vector_items: DDL that only its owner may run"
-)
-
 SNAPSHOTS = "SELECT count(*) FROM __schema__.memory_snapshots"
 HEAD = "SELECT max(version) FROM __schema__.memory_snapshot_heads WHERE agent_id = $1"
 # vector_items exists only once pgvector stored something (never without pgvector).

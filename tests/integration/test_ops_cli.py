@@ -25,10 +25,6 @@ from unified_db.cli import app
 from .ops_features import Written, expected_after_cleanup, expected_before_cleanup, fill, remaining
 from .ops_sweep import CREATE, FILL
 
-# Several tests create their own tables (the ops_sweep step) or run VACUUM, which only
-# the schema owner may do; the app-role run skips the module (see tests/conftest.py).
-pytestmark = pytest.mark.needs_owner("creates its own tables or runs VACUUM: the owner's privileges")
-
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
@@ -177,6 +173,7 @@ def cleanup_cmd(db_dsn: str, *extra: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.needs_owner("creates its own table (ops_sweep) for its setup")
 def test_cleanup_command_exit_codes_dry_run_and_summary(db_dsn: str):
     sql(db_dsn, CREATE)
     sql(db_dsn, FILL, args=("default", 40, -60))
@@ -262,6 +259,7 @@ def test_cleanup_command_deletes_the_expired_rows_of_each_feature(db_dsn: str):
     assert rows_of(db_dsn, "other") == their_rows
 
 
+@pytest.mark.needs_owner("creates its own table (ops_sweep) for its setup")
 def test_two_concurrent_cleanup_commands_delete_each_row_once(db_dsn: str):
     sql(db_dsn, CREATE)
     sql(db_dsn, FILL, args=("default", 4000, -60))
@@ -278,6 +276,7 @@ def test_two_concurrent_cleanup_commands_delete_each_row_once(db_dsn: str):
     assert sql(db_dsn, "SELECT count(*) FROM public.ops_sweep WHERE namespace = 'default'") == 0
 
 
+@pytest.mark.needs_owner("creates its own table (ops_sweep) for its setup")
 def test_cleanup_command_rejects_bad_input_and_deletes_nothing(db_dsn: str):
     sql(db_dsn, CREATE)
     sql(db_dsn, FILL, args=("default", 5, -60))

@@ -26,10 +26,6 @@ from unified_db import (
 )
 from unified_db.vectors.base import VectorItem, compile_filter, matches_filter
 
-pytestmark = pytest.mark.needs_owner(
-    "vector collections create HNSW indexes on vector_items: DDL that only its owner may run"
-)
-
 DIM = 8
 
 
@@ -432,10 +428,12 @@ async def test_searches_use_the_collection_hnsw_index_and_ef_search_takes_effect
         assert await con.fetchval("SELECT current_setting('hnsw.ef_search')") == "40"
 
 
-async def test_k_above_ef_search_still_returns_k_from_the_index(db_dsn: str, pgvector_only: None):
+async def test_k_above_ef_search_still_returns_k_from_the_index(
+    db_dsn: str, owner_dsn: str, pgvector_only: None
+):
     from .. import pg
 
-    con = await asyncpg.connect(db_dsn)
+    con = await asyncpg.connect(owner_dsn)
     try:  # every new connection of this database plans like a big table: the HNSW index
         name = pg.urlsplit_db(db_dsn)
         await con.execute(f'ALTER DATABASE "{name}" SET enable_seqscan = off')
@@ -452,7 +450,9 @@ async def test_k_above_ef_search_still_returns_k_from_the_index(db_dsn: str, pgv
         assert len({h.id for h in hits} & set(exact)) >= 135
 
 
-async def test_deferred_index_is_built_once_concurrently(db: UnifiedDB, pgvector_only: None):
+async def test_deferred_index_is_built_once_and_an_invalid_one_again(
+    db: UnifiedDB, owner_dsn: str, pgvector_only: None
+):
     state = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)"
     await db.vector_collection_create("bulk", 16, build_index=False)
     info = db._component("vectors").collections["bulk"]
@@ -465,8 +465,13 @@ async def test_deferred_index_is_built_once_concurrently(db: UnifiedDB, pgvector
     assert await db.vector_collection_build_index("bulk") is True
     assert await db._fetchval(state, index) is True
     assert await db.vector_collection_build_index("bulk") is False
-    # An interrupted CONCURRENTLY build leaves an invalid index behind: it is rebuilt.
-    await db._execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass($1)", index)
+    # An interrupted CONCURRENTLY build leaves an invalid index behind: it is rebuilt (by
+    # the owner concurrently, by the app role through vector_index_build()).
+    admin = await asyncpg.connect(owner_dsn)
+    try:
+        await admin.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = $1::regclass", index)
+    finally:
+        await admin.close()
     assert await db.vector_collection_build_index("bulk") is True
     assert await db._fetchval(state, index) is True
     assert (await db.vector_search("bulk", vectors[3], k=1))[0].id == "3"
@@ -551,6 +556,10 @@ async def test_index_ddl_gives_up_on_a_long_held_lock_with_a_conflict(
     from unified_db.vectors import pgvector
 
     await db.vector_collection_create("first", 4)
+    await db.vector_collection_create("deferred", 4, build_index=False)
+    owner = await db._fetchval(
+        "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = 'unified_db.vector_items'::regclass"
+    )
     monkeypatch.setattr(pgvector, "LOCK_TIMEOUT", "SELECT set_config('lock_timeout', '300ms', true)")
     holder = await asyncpg.connect(db_dsn)
     try:
@@ -561,10 +570,13 @@ async def test_index_ddl_gives_up_on_a_long_held_lock_with_a_conflict(
             await db.vector_collection_create("second", 4)
         with pytest.raises(ConflictError, match="stayed locked"):
             await db.vector_collection_drop("first")
+        if not owner:  # the app role's deferred build is not concurrent: it waits like the others
+            with pytest.raises(ConflictError, match="stayed locked"):
+                await db.vector_collection_build_index("deferred")
         await tr.rollback()
     finally:
         await holder.close()
-    assert [c.name for c in await db.vector_collections()] == ["first"]  # nothing half-done
+    assert [c.name for c in await db.vector_collections()] == ["deferred", "first"]  # nothing half-done
     await db.vector_collection_create("second", 4)
 
 

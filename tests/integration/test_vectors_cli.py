@@ -11,10 +11,6 @@ from unified_db.cli import app
 
 from .test_vectors import _server_has_pgvector
 
-pytestmark = pytest.mark.needs_owner(
-    "vector collections create HNSW indexes on vector_items: DDL that only its owner may run"
-)
-
 
 def test_create_list_search_and_drop_from_the_shell(db_dsn: str, admin_dsn: str):
     if not asyncio.run(_server_has_pgvector(admin_dsn)):

@@ -9,10 +9,6 @@ import pytest
 
 from unified_db import UnifiedDB
 
-pytestmark = pytest.mark.needs_owner(
-    "vector collections create HNSW indexes on vector_items: DDL that only its owner may run"
-)
-
 DOC = Path(__file__).resolve().parents[2] / "docs" / "vectors.md"
 
 

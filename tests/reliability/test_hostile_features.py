@@ -32,10 +32,6 @@ from unified_db import (
 from .hostile import hostile_json, hostile_text, hostile_ttl
 from .test_hostile_base import json_equal
 
-# The seed creates a vector collection (an HNSW index: DDL on vector_items), which only the
-# schema owner may do (docs/deployment.md).
-pytestmark = pytest.mark.needs_owner("the seed creates a vector collection (index DDL)")
-
 QUICK = 40
 DEEP = 400
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -469,8 +468,6 @@ def pgvector_here(admin_dsn: str) -> bool:
         finally:
             await con.close()
 
-    if os.environ.get("UNIFIED_DB_TEST_APP_ROLE") == "1":
-        return False  # collections are DDL the app role may not run: see tests/integration/test_vectors.py
     return asyncio.run(probe())
 
 
@@ -507,7 +504,7 @@ async def test_namespace_isolation(
 ):
     case = CASES[name][index]
     if case.needs_vectors and not pgvector_here:
-        pytest.skip("this server has no pgvector (or the suite runs as the app role)")
+        pytest.skip("this server has no pgvector")
     assert db.namespace != other_ns.namespace
     world = await seed(db, vectors=pgvector_here)
     await walk(name, case, db, other_ns, world)

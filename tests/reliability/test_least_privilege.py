@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 
 from unified_db import ConflictError, InvalidInputError, MigrationError, UnifiedDB, UnifiedDBError
 from unified_db.cli import app
+from unified_db.extensions._pool_logic import CHURN_TABLES
+from unified_db.monitoring.maintenance import vacuum
 from unified_db.roles import grant_app_role
 
 from .. import pg
@@ -100,20 +102,38 @@ async def test_the_library_runs_as_the_app_role_and_ddl_is_refused(
 
 
 async def test_granting_again_is_idempotent_and_takes_back_extra_privileges(db: UnifiedDB, role: str):
-    await grant_app_role(db, role)
-    await db._execute(
-        await db._fetchval(
-            "SELECT format('GRANT TRUNCATE ON ALL TABLES IN SCHEMA unified_db TO %I', $1::text)", role
-        )
-    )
+    first = await grant_app_role(db, role)
+    extra = "TRUNCATE, MAINTAIN" if first.maintain else "TRUNCATE"
+    for template in (
+        f"GRANT {extra} ON ALL TABLES IN SCHEMA unified_db TO %I",
+        # as an older release granted: every function, and later ones by default
+        "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA unified_db TO %I",
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA unified_db GRANT EXECUTE ON FUNCTIONS TO %I",
+    ):
+        await db._execute(await db._fetchval("SELECT format($1::text, $2::text)", template, role))
     again = await grant_app_role(db, role, password="s3cret-'quote")
     assert again.created is False and again.password_set is True
-    held = await db._fetchval(
-        "SELECT count(*) FROM information_schema.role_table_grants"
-        " WHERE grantee = $1 AND table_schema = 'unified_db' AND privilege_type = 'TRUNCATE'",
+    held = await db._fetch(
+        "SELECT a.privilege_type, c.relname FROM pg_class c, aclexplode(c.relacl) a"
+        " WHERE c.relnamespace = 'unified_db'::regnamespace AND a.grantee = $1::regrole"
+        " AND a.privilege_type IN ('TRUNCATE', 'MAINTAIN')",
         role,
     )
-    assert held == 0
+    assert {(r["privilege_type"], r["relname"]) for r in held} == (
+        {("MAINTAIN", t) for t in CHURN_TABLES} if again.maintain else set()
+    )
+    explicit = await db._fetch(
+        "SELECT routine_name FROM information_schema.role_routine_grants"
+        " WHERE grantee = $1 AND routine_schema = 'unified_db'",
+        role,
+    )
+    assert {r[0] for r in explicit} == {p.split("(")[0] for p in PRIVILEGED}
+    default_acl = await db._fetchval(
+        "SELECT count(*) FROM pg_default_acl d, aclexplode(d.defaclacl) a"
+        " WHERE d.defaclobjtype = 'f' AND a.grantee = $1::regrole",
+        role,
+    )
+    assert default_acl == 0
     assert await db._fetchval("SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = $1", role)
 
 
@@ -215,6 +235,14 @@ async def test_the_app_role_privileges_follow_the_catalog(db: UnifiedDB, owner_d
         if r["kind"] == "S":
             assert r["seq"] and not r["owns"], r["name"]
     assert all(r["exec"] for r in await db._fetch(FUNCTIONS, db.schema, role))
+    if result.maintain:  # PostgreSQL 17+: MAINTAIN (for VACUUM) on the churn tables only
+        held = await db._fetch(
+            "SELECT relname FROM pg_class WHERE relnamespace = $1::regnamespace AND relkind = 'r'"
+            " AND has_table_privilege($2, oid, 'MAINTAIN')",
+            db.schema,
+            role,
+        )
+        assert {r[0] for r in held} == set(CHURN_TABLES)
 
     # And the server refuses every table's DDL to the role.
     app_dsn = as_user(owner_dsn, role)
@@ -228,3 +256,112 @@ async def test_the_app_role_privileges_follow_the_catalog(db: UnifiedDB, owner_d
     finally:
         await con.close()
     assert {r[0] for r in await db._fetch(TABLES, db.schema)} == {r["name"] for r in tables}
+
+
+#: The SECURITY DEFINER functions of 0008_privileged.sql, which `init --app-role` grants.
+PRIVILEGED = {
+    "cache_set_durable(durable boolean)",
+    "maintain_analyze(table_name text)",
+    "vector_index_build(collection_id bigint)",
+    "vector_index_drop(collection_id bigint)",
+    "vector_storage_ensure()",
+}
+DEFINERS = """
+SELECT p.proname || '(' || pg_get_function_arguments(p.oid) || ')' AS signature, p.proconfig,
+       has_function_privilege('public', p.oid, 'EXECUTE') AS public_exec,
+       has_function_privilege($2, p.oid, 'EXECUTE') AS role_exec
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = $1 AND p.prosecdef
+"""
+
+
+async def test_only_the_app_role_may_run_the_privileged_functions(db: UnifiedDB, owner_dsn: str, role: str):
+    await grant_app_role(db, role)
+    rows = await db._fetch(DEFINERS, db.schema, role)
+    assert {r["signature"] for r in rows} == PRIVILEGED
+    for r in rows:
+        assert r["proconfig"] == ["search_path=pg_catalog, pg_temp"], r["signature"]
+        assert r["role_exec"] and not r["public_exec"], r["signature"]
+    # A role with PUBLIC's rights (and usage of the schema, so that the function itself
+    # is what refuses) may run none of them.
+    stranger = pg.unique_name("udb_stranger").lower()
+    templates = ("CREATE ROLE %I NOLOGIN", "GRANT USAGE ON SCHEMA unified_db TO %I", "SET LOCAL ROLE %I")
+    create, usage, become = [
+        await db._fetchval("SELECT format($1::text, $2::text)", template, stranger) for template in templates
+    ]
+    await db._execute(create)
+    await db._execute(usage)
+    try:
+        for call in (
+            "SELECT __schema__.cache_set_durable(true)",
+            "SELECT __schema__.maintain_analyze('sessions')",
+            "SELECT __schema__.vector_index_build(1)",
+            "SELECT __schema__.vector_index_drop(1)",
+            "SELECT __schema__.vector_storage_ensure()",
+        ):
+            with pytest.raises(UnifiedDBError, match="permission denied for function"):
+                async with db._transaction() as con:
+                    await con.execute(become)
+                    await con.execute(call)
+    finally:
+        await drop_role(owner_dsn, stranger)
+
+
+async def test_the_app_role_runs_the_ddl_features_but_no_ddl_of_its_own(
+    db: UnifiedDB, db_dsn: str, admin_dsn: str, role: str
+):
+    granted = await grant_app_role(db, role)
+    version = await db._fetchval("SELECT current_setting('server_version_num')::int")
+    assert granted.maintain is (version >= 170000)
+    app_dsn = as_user(pg.with_database(admin_dsn, pg.urlsplit_db(db_dsn)), role)
+    direct = ["ALTER TABLE __schema__.cache_entries SET LOGGED"]
+    if granted.vector_storage:
+        direct += [
+            "CREATE INDEX evil ON __schema__.vector_items USING hnsw ((embedding::vector(3)) vector_l2_ops)",
+            "CREATE INDEX evil ON __schema__.vector_items (namespace)",
+            "DROP INDEX __schema__.vector_items_tsv",
+        ]
+    async with UnifiedDB(app_dsn, min_size=1, max_size=2) as app_db:
+        for statement in direct:
+            with pytest.raises(UnifiedDBError) as err:
+                await app_db._execute(statement)
+            assert isinstance(err.value.__cause__, asyncpg.InsufficientPrivilegeError), statement
+
+        # ... while the library's calls, through the owner's functions, succeed.
+        assert await app_db.cache_set_durable(True) is True
+        assert (await app_db.cache_info()).durable is True
+        await app_db.cache_set_durable(False)
+        results = await vacuum(app_db)
+        assert [r.table for r in results] == list(CHURN_TABLES)
+        if granted.maintain:  # PostgreSQL 17+: MAINTAIN on the churn tables
+            assert all(r.skipped is None for r in results)
+        else:  # older: ANALYZE only, and each table says so
+            assert all(r.skipped and "VACUUM skipped" in r.skipped for r in results)
+        assert all(r.skipped is None for r in await vacuum(app_db, analyze_only=True))
+        if not granted.vector_storage:
+            return
+        await app_db.vector_collection_create("docs", 3)
+        await app_db.vector_collection_create("later", 3, distance="l2", build_index=False)
+        ids = {c: (await app_db._fetchval(_COLLECTION_ID, c)) for c in ("docs", "later")}
+        assert await db._fetchval(_INDEX_VALID, f"unified_db.vector_items_hnsw_{ids['docs']}") is True
+        # The app role's deferred build goes through vector_index_build() (not concurrently).
+        assert await app_db.vector_collection_build_index("later") is True
+        assert await app_db.vector_collection_build_index("later") is False
+        assert await db._fetchval(_INDEX_VALID, f"unified_db.vector_items_hnsw_{ids['later']}") is True
+        # The function checks the catalog's numbers itself (the role may write that table):
+        # nothing the role puts there reaches the DDL.
+        await app_db._execute(
+            "UPDATE __schema__.vector_collections SET options = '{\"m\": 1000}' WHERE id = $1", ids["later"]
+        )
+        await db._execute(f"DROP INDEX unified_db.vector_items_hnsw_{ids['later']}")
+        with pytest.raises(UnifiedDBError, match="no valid HNSW definition"):
+            await app_db._execute("SELECT __schema__.vector_index_build($1)", ids["later"])
+        # Only the index of a dropped collection may be dropped through vector_index_drop().
+        with pytest.raises(UnifiedDBError, match="still exists"):
+            await app_db._execute("SELECT __schema__.vector_index_drop($1)", ids["docs"])
+        await app_db.vector_collection_drop("docs")
+        assert await db._fetchval(_INDEX_VALID, f"unified_db.vector_items_hnsw_{ids['docs']}") is None
+
+
+_COLLECTION_ID = "SELECT id FROM __schema__.vector_collections WHERE namespace = 'default' AND name = $1"
+_INDEX_VALID = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)"

@@ -185,8 +185,9 @@ INFO_SQL = """SELECT count(*) FILTER (WHERE (expires_at IS NULL OR expires_at > 
 
 PERSISTENCE_SQL = """SELECT relpersistence = 'p' FROM pg_class
  WHERE oid = to_regclass('__schema__.cache_entries')"""
-SET_LOGGED_SQL = "ALTER TABLE __schema__.cache_entries SET LOGGED"
-SET_UNLOGGED_SQL = "ALTER TABLE __schema__.cache_entries SET UNLOGGED"
+# ALTER TABLE ... SET LOGGED / UNLOGGED in a SECURITY DEFINER function of the schema owner
+# (0008_privileged.sql), so a role without DDL rights may switch it too; true if it changed.
+SET_DURABLE_SQL = "SELECT __schema__.cache_set_durable($1)"
 
 _NOT_AN_INTEGER = {"22P02", "23502", "22021"}
 _OUT_OF_RANGE = "22003"
@@ -287,7 +288,7 @@ class CacheRuntime:
     async def _ensure_logged(self) -> None:
         if not await self.db._fetchval(PERSISTENCE_SQL):
             log.warning("cache_durable=True: converting cache_entries to a logged table (one rewrite)")
-            await self.db._execute(SET_LOGGED_SQL)
+            await self.db._execute(SET_DURABLE_SQL, True)
 
     async def _sweep_loop(self, interval: float) -> None:
         while True:
@@ -769,12 +770,13 @@ class CacheMixin(_Base):
         """Make the cache table logged (crash-safe, replicated) or UNLOGGED (fast); returns *durable*.
 
         Affects every namespace and process: it is one table. Rewrites the table under an
-        ACCESS EXCLUSIVE lock (readers and writers wait until it is done). One round trip.
+        ACCESS EXCLUSIVE lock (readers and writers wait until it is done); nothing when it
+        already is. Runs through the schema owner's ``cache_set_durable()`` function, so the
+        app role may call it. One round trip.
         """
         if not isinstance(durable, bool):
             raise InvalidInputError(f"durable must be True or False, got {durable!r}")
-        if bool(await self._fetchval(PERSISTENCE_SQL)) != durable:
-            await self._execute(SET_LOGGED_SQL if durable else SET_UNLOGGED_SQL)
+        await self._execute(SET_DURABLE_SQL, durable)
         return durable
 
 

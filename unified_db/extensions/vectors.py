@@ -196,10 +196,14 @@ class VectorMixin(_Base):
         """Build the HNSW index of a collection created with ``build_index=False``.
 
         Returns True when an index was built, False when there was nothing to do (already
-        built, or ``index="none"``). Built CONCURRENTLY (writes go on meanwhile) with
-        ``vector_index_build_memory`` of maintenance_work_mem; an interrupted build is
-        cleaned up and redone. timeout: seconds the build may take (default one hour).
-        Raises NotFoundError, OperationTimeoutError. Three to five statements.
+        built, or ``index="none"``). Built with ``vector_index_build_memory`` of
+        maintenance_work_mem, CONCURRENTLY (writes go on meanwhile) by the owner of
+        ``vector_items``; a role without DDL rights (``init --app-role``) builds through the
+        owner's ``vector_index_build()`` function, which cannot be concurrent: writes to
+        vector_items wait until it is built. An interrupted build is cleaned up and redone.
+        timeout: seconds the build may take (default one hour). Raises NotFoundError,
+        OperationTimeoutError, ConflictError (non-concurrent build: a write held the table
+        for 10 s). Three to five statements.
         """
         vb.check_name(name)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:

@@ -29,16 +29,33 @@ VACUUM_SQL = {
     "workflow_runs": "VACUUM (ANALYZE) __schema__.workflow_runs",
     "instance_stats": "VACUUM (ANALYZE) __schema__.instance_stats",
 }
-ANALYZE_SQL = {name: sql.replace("VACUUM (ANALYZE)", "ANALYZE") for name, sql in VACUUM_SQL.items()}
 assert set(VACUUM_SQL) == set(CHURN_TABLES)
+# ANALYZE runs in the schema owner's SECURITY DEFINER function (0008_privileged.sql, which
+# accepts the churn tables only), so every role with the library's grants may run it.
+# VACUUM cannot run in a function (nor in any transaction).
+ANALYZE_SQL = "SELECT __schema__.maintain_analyze($1)"
 
+# The churn tables present, their dead rows, and whether this role may VACUUM them: it is
+# (a member of) their owner, or holds MAINTAIN (PostgreSQL 17+; `init --app-role` grants it
+# on these tables). The CASE never evaluates the MAINTAIN check on an older server, which
+# does not know that privilege.
 PRESENT_SQL = """
-SELECT t.name, coalesce(s.n_dead_tup, 0)::bigint AS dead_rows
+SELECT t.name, coalesce(s.n_dead_tup, 0)::bigint AS dead_rows,
+       CASE WHEN pg_has_role(c.relowner, 'USAGE') THEN true
+            WHEN current_setting('server_version_num')::int >= 170000
+                 THEN has_table_privilege(c.oid, 'MAINTAIN')
+            ELSE false END AS may_vacuum
   FROM unnest($1::text[]) WITH ORDINALITY AS t(name, ord)
   JOIN pg_class c ON c.oid = to_regclass('__schema__.' || t.name)
   LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
  ORDER BY t.ord
 """
+
+VACUUM_SKIPPED = (
+    "VACUUM skipped (ANALYZE done): this role neither owns the table nor holds the MAINTAIN "
+    "privilege, which exists from PostgreSQL 17; autovacuum still runs, or run "
+    "`unified-db maintain --vacuum` as the schema owner"
+)
 
 
 class StepResult(BaseModel):
@@ -67,6 +84,8 @@ class VacuumResult(BaseModel):
     table: str
     dead_rows_before: int
     seconds: float
+    #: what could not be done on this table, and why (None: all of it was done)
+    skipped: str | None = None
 
 
 def cleanup_steps(db: Any) -> list[str]:
@@ -130,17 +149,25 @@ async def vacuum(db: Any, *, analyze_only: bool = False, timeout: float = 3600.0
     Tables are shared by every namespace, so this works on the whole table. VACUUM
     cannot run in a transaction: each statement runs on its own, outside one. Each
     statement may run *timeout* seconds (not command_timeout: a vacuum is slow by nature).
+    A role that may not VACUUM a table (neither its owner nor, on PostgreSQL 17+, holding
+    MAINTAIN) gets the ANALYZE only, and the table's ``skipped`` says so.
     """
     rows = await db._fetch(PRESENT_SQL, list(CHURN_TABLES))
-    statements = ANALYZE_SQL if analyze_only else VACUUM_SQL
     out = []
     async with db._acquire() as con:
         for r in rows:
             start = time.perf_counter()
-            await con.execute(statements[r["name"]], timeout=timeout)
+            refused = not analyze_only and not r["may_vacuum"]
+            if analyze_only or refused:
+                await con.execute(ANALYZE_SQL, r["name"], timeout=timeout)
+            else:
+                await con.execute(VACUUM_SQL[r["name"]], timeout=timeout)
             out.append(
                 VacuumResult(
-                    table=r["name"], dead_rows_before=r["dead_rows"], seconds=time.perf_counter() - start
+                    table=r["name"],
+                    dead_rows_before=r["dead_rows"],
+                    seconds=time.perf_counter() - start,
+                    skipped=VACUUM_SKIPPED if refused else None,
                 )
             )
     return out

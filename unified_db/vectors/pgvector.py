@@ -61,23 +61,15 @@ EXTENSION_STATUS = (
 )
 LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('unified_db:vectors:' || $1, 0))"
 CREATE_EXTENSION = "CREATE EXTENSION IF NOT EXISTS vector"
-# The storage DDL lives here rather than in 0007_vectors.sql because it needs the
-# extension, which may arrive after the migrations ran; 0007's down part drops it.
-CREATE_STORAGE = """
-CREATE TABLE IF NOT EXISTS __schema__.vector_items (
-    collection_id bigint NOT NULL
-        REFERENCES __schema__.vector_collections (id) ON DELETE CASCADE,
-    namespace text NOT NULL,
-    id text NOT NULL,
-    embedding vector NOT NULL,
-    content text NOT NULL DEFAULT '',
-    metadata jsonb NOT NULL DEFAULT '{}',
-    tsv tsvector NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (collection_id, id)
-);
-CREATE INDEX IF NOT EXISTS vector_items_tsv ON __schema__.vector_items USING gin (tsv);
-"""
+# The DDL (the item table, a collection's index) runs in SECURITY DEFINER functions of
+# 0008_privileged.sql, owned by the schema owner: the same statements serve the owner and
+# a role without DDL rights (``init --app-role``). The item table is created at run time
+# because it needs the extension, which may arrive after the migrations ran.
+ENSURE_STORAGE = "SELECT __schema__.vector_storage_ensure()"
+# Reads dimensions, distance, m and ef_construction from the catalog row itself.
+BUILD_INDEX = "SELECT __schema__.vector_index_build($1)"
+# The index of a collection whose catalog row is gone (refused for a live one).
+DROP_INDEX = "SELECT __schema__.vector_index_drop($1)"
 # DDL on the shared table queues behind running writes and blocks new ones while it
 # waits: give up after a while rather than stall every collection.
 LOCK_TIMEOUT = "SELECT set_config('lock_timeout', '10s', true)"
@@ -163,26 +155,30 @@ def index_name(info: CollectionInfo) -> str:
     return f"vector_items_hnsw_{_ident_int(info.id)}"
 
 
-def create_index_sql(
-    info: CollectionInfo, m: int, ef_construction: int, *, concurrently: bool = False
-) -> str:
-    """The partial HNSW index of one collection (integers and a fixed operator class only)."""
+def create_index_sql(info: CollectionInfo, m: int, ef_construction: int) -> str:
+    """The partial HNSW index of one collection, built CONCURRENTLY (the owner's deferred
+    build; vector_index_build() renders the same index inside the server otherwise).
+    Integers and a fixed operator class only."""
     _, opclass = OPERATORS[info.distance]
-    how = "CONCURRENTLY " if concurrently else ""
     return (
-        f"CREATE INDEX {how}{index_name(info)} ON __schema__.vector_items USING hnsw "
+        f"CREATE INDEX CONCURRENTLY {index_name(info)} ON __schema__.vector_items USING hnsw "
         f"((embedding::vector({_ident_int(info.dimensions)})) {opclass}) "
         f"WITH (m = {_ident_int(m)}, ef_construction = {_ident_int(ef_construction)}) "
         f"WHERE collection_id = {_ident_int(info.id)}"
     )
 
 
-def drop_index_sql(info: CollectionInfo, *, concurrently: bool = False) -> str:
-    how = "CONCURRENTLY " if concurrently else ""
-    return f"DROP INDEX {how}IF EXISTS __schema__.{index_name(info)}"
+def drop_index_sql(info: CollectionInfo) -> str:
+    return f"DROP INDEX CONCURRENTLY IF EXISTS __schema__.{index_name(info)}"
 
 
-INDEX_STATE = "SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = to_regclass($1)"
+# The index's state (valid: NULL when absent) and whether this role owns the item table,
+# which CREATE INDEX CONCURRENTLY needs (it cannot run inside a function).
+INDEX_STATE = """
+SELECT (SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)) AS valid,
+       coalesce((SELECT pg_has_role(relowner, 'USAGE') FROM pg_class
+                  WHERE oid = to_regclass('__schema__.vector_items')), false) AS owner
+"""
 
 
 # The HNSW settings of one statement. set_config(..., true) lasts until the end of the
@@ -310,7 +306,7 @@ class PgVectorBackend(VectorBackend):
                     await con.execute(CREATE_EXTENSION)
             except UnifiedDBError as exc:
                 raise self._unavailable(True) from exc
-        await con.execute(CREATE_STORAGE)
+        await con.execute(ENSURE_STORAGE)
 
     async def create_collection(self, spec: CollectionSpec, *, exist_ok: bool) -> CollectionInfo:
         async with _ddl_lock_timeout_is_conflict("vector_collection_create"), self.db._transaction() as con:
@@ -324,7 +320,7 @@ class PgVectorBackend(VectorBackend):
                 con, self.db.namespace, spec, self.name, None, exist_ok=exist_ok
             )
             if created and spec.index == "hnsw" and spec.build_index:
-                await con.execute(create_index_sql(info, spec.m, spec.ef_construction))
+                await con.execute(BUILD_INDEX, info.id)
         self._storage_ready = True
         return info
 
@@ -336,7 +332,7 @@ class PgVectorBackend(VectorBackend):
             status = await con.execute(catalog.DELETE, self.db.namespace, info.id)
             if _status_count(status) == 0:
                 raise StaleCollectionError
-            await con.execute(drop_index_sql(info))
+            await con.execute(DROP_INDEX, info.id)
 
     async def build_index(self, info: CollectionInfo, *, timeout: float) -> bool:
         if info.index != "hnsw":
@@ -345,20 +341,22 @@ class PgVectorBackend(VectorBackend):
             if await con.fetchval(catalog.EXISTS, self.db.namespace, info.id) is None:
                 raise StaleCollectionError
             state = await con.fetchrow(INDEX_STATE, self.db._sql("__schema__." + index_name(info)))
-            if state is not None and state["valid"]:
+            if state["valid"]:
                 return False
-            if state is not None:  # an interrupted CONCURRENTLY build leaves an invalid index
-                await con.execute(drop_index_sql(info, concurrently=True), timeout=timeout)
             # Session settings are fine here: the pool's RESET ALL clears them on release.
             await con.execute(BUILD_MEMORY, self.db.settings.vector_index_build_memory)
+            if not state["owner"]:
+                # A role without DDL rights builds through vector_index_build(): inside a
+                # function, so not concurrently: writes to vector_items wait meanwhile.
+                what = "vector_collection_build_index"
+                async with _ddl_lock_timeout_is_conflict(what), con.raw.transaction():
+                    await con.execute(LOCK_TIMEOUT)
+                    return bool(await con.fetchval(BUILD_INDEX, info.id, timeout=timeout))
+            if state["valid"] is not None:  # an interrupted CONCURRENTLY build leaves an invalid index
+                await con.execute(drop_index_sql(info), timeout=timeout)
             # CONCURRENTLY: writes to every collection go on while the graph is built.
             await con.execute(
-                create_index_sql(
-                    info,
-                    info.options.get("m", 16),
-                    info.options.get("ef_construction", 64),
-                    concurrently=True,
-                ),
+                create_index_sql(info, info.options.get("m", 16), info.options.get("ef_construction", 64)),
                 timeout=timeout,
             )
         return True
