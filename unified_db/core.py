@@ -131,10 +131,9 @@ class _Connection(asyncpg.Connection):
 def connection_gone(con: asyncpg.Connection) -> bool:
     """True when the server connection behind *con* has died.
 
-    asyncpg detaches a dead pooled connection from its proxy, after which every call on
-    the proxy (``is_closed()`` included) raises InterfaceError; and a statement sent on a
-    connection that died while idle can fail with an InternalClientError instead of a
-    connection error. Both mean "lost", not "bad statement".
+    A statement sent on a connection that died while idle can fail with an
+    InternalClientError instead of a connection error: both mean "lost", not "bad
+    statement". (An InterfaceError from a detached asyncpg pool proxy counts as gone too.)
     """
     try:
         return con.is_closed()
@@ -395,9 +394,8 @@ class UnifiedPostgreSQL:
         await register_json_codecs(con)
         if isinstance(con, _Connection):
             con._ud_opened = time.monotonic()
-        # asyncpg calls a termination listener with the pool's proxy when the connection
-        # is leased, and a proxy whose connection closed is detached: bind the listener to
-        # the connection itself, so it can tell a drop by the server from our own close.
+        # Bound to the connection itself, so it can tell a drop by the server from our own
+        # close (_Connection marks the latter).
         con.add_termination_listener(functools.partial(self._on_connection_terminated, con))
         for setup in self._declared_setups():
             await setup(self, con)
