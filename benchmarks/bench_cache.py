@@ -162,6 +162,24 @@ async def _hot_path(ctx: Context, db: UnifiedDB, raw: asyncpg.Pool, redis: Any) 
                 target=target,
             )
         )
+    # The strictest floor: one connection held for the whole run, no pool at all. No
+    # pooled library can beat it; the ratio is what pooling plus this layer cost in all.
+    async with raw.acquire() as held:
+
+        async def bare_get() -> object:
+            row = await held.fetchrow(get_sql, "default", next(cycle))
+            return orjson.loads(row["value"])
+
+        r = await interleaved({"ud": ud_get, "floor": bare_get}, n, 1, rounds=ROUNDS(ctx))
+    out.append(
+        Row(
+            "cache",
+            "cache_get, sequential, floor: one held connection (no pool)",
+            r["ud"],
+            floor=r["floor"],
+            target="information",
+        )
+    )
     ops = {"ud": ud_many, "floor": raw_many}
     if redis is not None:
         ops["peer"] = redis_many

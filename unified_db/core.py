@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from . import stats as st
 from .codecs import register_json_codecs
 from .config import Settings
+from .connection_pool import ConnectionPool, PoolClosingError
 from .embedded import ensure_embedded
 from .errors import (
     DatabaseUnavailableError,
@@ -101,6 +102,7 @@ class _Connection(asyncpg.Connection):
     """
 
     _ud_closing = False
+    _ud_lost_counted = False  # connections_lost counted it already
     _ud_opened = 0.0  # time.monotonic() when the pool opened it
 
     def get_reset_query(self) -> str:
@@ -129,10 +131,9 @@ class _Connection(asyncpg.Connection):
 def connection_gone(con: asyncpg.Connection) -> bool:
     """True when the server connection behind *con* has died.
 
-    asyncpg detaches a dead pooled connection from its proxy, after which every call on
-    the proxy (``is_closed()`` included) raises InterfaceError; and a statement sent on a
-    connection that died while idle can fail with an InternalClientError instead of a
-    connection error. Both mean "lost", not "bad statement".
+    A statement sent on a connection that died while idle can fail with an
+    InternalClientError instead of a connection error: both mean "lost", not "bad
+    statement". (An InterfaceError from a detached asyncpg pool proxy counts as gone too.)
     """
     try:
         return con.is_closed()
@@ -226,18 +227,13 @@ class UnifiedPostgreSQL:
         self.instance_id = uuid.uuid4().hex
         self._dsn: str | None = None
         self._embedded = False
-        self._pool: asyncpg.Pool | None = None
+        self._pool: ConnectionPool | None = None
         self._closing = False
         self._stats = st.Stats()
         self._sql_cache: dict[str, str] = {}
         self._components: dict[str, Component] = {}
         self._open_lock = asyncio.Lock()
-        # Acquirers blocked in pool.acquire(), and per pool the acquisitions not yet
-        # released (waiting or in use): _resize_pool waits for the old pool's to reach 0.
-        self._waiting = 0
-        self._leases: dict[asyncpg.Pool, int] = {}
-        self._drained: dict[asyncpg.Pool, asyncio.Event] = {}
-        self._resize_lock = asyncio.Lock()
+        self._waiting = 0  # acquirers waiting for a connection
         self.started_at = time.time()
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
@@ -312,40 +308,56 @@ class UnifiedPostgreSQL:
         try:
             await asyncio.wait_for(pool.close(), timeout=self.settings.command_timeout)
         except (TimeoutError, Exception):
+            log.warning("unified_db: connections still in use after command_timeout; terminating them")
             pool.terminate()
         finally:
             self._closing = False
 
     async def _create_pool(
         self, dsn: str, min_size: int | None = None, max_size: int | None = None
-    ) -> asyncpg.Pool:
+    ) -> ConnectionPool:
         s = self.settings
         if min_size is None or max_size is None:
             min_size, max_size = s.pool_sizes()
+        pool = ConnectionPool(
+            functools.partial(self._connect_pooled, dsn),
+            min_size=min_size,
+            max_size=max_size,
+            inactive_lifetime=s.inactive_lifetime,
+            reset_timeout=s.command_timeout,
+        )
         try:
-            return await asyncpg.create_pool(
-                dsn,
-                min_size=min_size,
-                max_size=max_size,
-                command_timeout=s.command_timeout,
-                statement_cache_size=s.statement_cache_size,
-                max_inactive_connection_lifetime=s.inactive_lifetime,
-                server_settings={"application_name": s.application_name},
-                timeout=s.connect_timeout,
-                init=self._init_connection,
-                connection_class=_Connection,
-            )
+            await pool.open()
         except Exception as exc:
             raise DatabaseUnavailableError(
                 f"cannot connect to PostgreSQL at {_redact(dsn)} within {s.connect_timeout}s "
                 f"({exc.__class__.__name__}: {exc}); check the DSN and that the server is up"
             ) from exc
+        return pool
+
+    async def _connect_pooled(self, dsn: str) -> asyncpg.Connection:
+        """A new pooled connection, set up (codecs, termination listener, mixin setups)."""
+        s = self.settings
+        con = await asyncpg.connect(
+            dsn,
+            timeout=s.connect_timeout,
+            command_timeout=s.command_timeout,
+            statement_cache_size=s.statement_cache_size,
+            server_settings={"application_name": s.application_name},
+            connection_class=_Connection,
+        )
+        try:
+            await self._init_connection(con)
+        except BaseException:
+            con.terminate()
+            raise
+        return con
 
     async def _fit_pool_to_server(self) -> None:
         """Cap a default-sized pool by the server's max_connections (resource-aware default).
 
         Only when max_size was not set (and not for the serverless profile): one query,
-        and a pool swap only when the server allows fewer connections than the CPU-based
+        and a resize only when the server allows fewer connections than the CPU-based
         default would open.
         """
         if self.settings.max_size is not None or self.settings.profile == "serverless":
@@ -360,43 +372,10 @@ class UnifiedPostgreSQL:
             await self._resize_pool(*want)
 
     async def _resize_pool(self, min_size: int, max_size: int) -> None:
-        """Replace the pool by one of the new sizes without failing any query in flight.
-
-        asyncpg has no public resize, and editing its private holder list would tie this
-        library to one asyncpg release. So a new pool is built and swapped in: every new
-        acquire goes to it at once, while each acquisition of the old pool (waiting or in
-        use) finishes there. The old pool is closed once its last lease is released, when
-        its close() has nothing left to wait for; a lease held longer than
-        command_timeout + acquire_timeout (a long transaction) is left to the old pool's
-        graceful close, which waits for it. Raises PoolClosedError when not open and
-        DatabaseUnavailableError when the new pool cannot connect (the old one stays).
-        """
-        async with self._resize_lock:  # one swap at a time, so none is silently lost
-            old = self._require_pool()
-            assert self._dsn is not None
-            new = await self._create_pool(self._dsn, min_size, max_size)
-            if self._pool is not old or self._closing:
-                await new.close()
-                raise PoolClosedError("the instance was closed while its pool was being resized")
-            self._pool = new
-            await self._retire_pool(old)
-
-    async def _retire_pool(self, pool: asyncpg.Pool) -> None:
-        drained = self._drained[pool] = asyncio.Event()
-        if self._leases.get(pool, 0) == 0:
-            drained.set()
-        try:
-            limit = self.settings.command_timeout + self.settings.acquire_timeout
-            await asyncio.wait_for(drained.wait(), timeout=limit)
-        except TimeoutError:
-            pass  # a long lease: close() below waits for it gracefully
-        finally:
-            self._drained.pop(pool, None)
-        try:
-            await asyncio.wait_for(pool.close(), timeout=self.settings.command_timeout)
-        except (TimeoutError, Exception):
-            log.warning("unified_db: the replaced pool did not close in time; terminating it")
-            pool.terminate()
+        """New pool bounds, in place, failing no query in flight: surplus idle connections
+        close now, surplus lent ones when they come back; a larger max_size lets waiters
+        connect at once. Raises PoolClosedError when not open."""
+        self._require_pool().resize(min_size, max_size)
 
     def _pool_figures(self) -> dict[str, int]:
         """Size, bounds, idle, in-use and waiting counts of the pool (no I/O)."""
@@ -415,15 +394,21 @@ class UnifiedPostgreSQL:
         await register_json_codecs(con)
         if isinstance(con, _Connection):
             con._ud_opened = time.monotonic()
-        # asyncpg calls a termination listener with the pool's proxy when the connection
-        # is leased, and a proxy whose connection closed is detached: bind the listener to
-        # the connection itself, so it can tell a drop by the server from our own close.
+        # Bound to the connection itself, so it can tell a drop by the server from our own
+        # close (_Connection marks the latter).
         con.add_termination_listener(functools.partial(self._on_connection_terminated, con))
         for setup in self._declared_setups():
             await setup(self, con)
 
     def _on_connection_terminated(self, con: asyncpg.Connection, _ref: object = None) -> None:
         if not getattr(con, "_ud_closing", False) and not self._closing:
+            self._count_lost(con)
+
+    def _count_lost(self, con: asyncpg.Connection) -> None:
+        """Count *con* in connections_lost once, whether a failed call or asyncpg's
+        termination listener (scheduled a loop turn later) notices first."""
+        if not getattr(con, "_ud_lost_counted", True):
+            con._ud_lost_counted = True
             self._stats.incr(st.CONNECTIONS_LOST)
 
     @classmethod
@@ -480,7 +465,7 @@ class UnifiedPostgreSQL:
             rendered = self._sql_cache[query] = render(query, self.schema)
         return rendered
 
-    def _require_pool(self) -> asyncpg.Pool:
+    def _require_pool(self) -> ConnectionPool:
         pool = self._pool
         if pool is None or self._closing:
             raise PoolClosedError(
@@ -488,78 +473,52 @@ class UnifiedPostgreSQL:
             )
         return pool
 
-    async def _acquire_raw(self, pool: asyncpg.Pool) -> asyncpg.Connection:
-        """A connection of *pool*; the caller gives it back with :meth:`_release_raw`."""
+    async def _acquire_raw(self, pool: ConnectionPool) -> asyncpg.Connection:
+        """A connection of *pool* when none is idle; the caller gives it back with
+        ``pool.release``. Waits at most ``acquire_timeout`` once every slot is taken."""
         start = time.perf_counter()
-        held = self._leases.get(pool, 0)
-        self._leases[pool] = held + 1
         self._waiting += 1
         try:
-            if held < pool.get_max_size():
-                # Every acquisition of the pool goes through here, so fewer leases than
-                # max_size means a free slot: the acquire cannot wait and needs no timer.
-                # A free slot without a connection connects under connect_timeout.
+            if pool.get_size() < pool.get_max_size():
+                # A free slot: no wait for another caller, so no timer (a new connection
+                # is bounded by connect_timeout).
                 con = await pool.acquire()
             else:
-                # Not acquire(timeout=...): that wraps the wait in asyncio.wait_for, a new
-                # task per call, paid exactly when the pool is busiest.
                 async with asyncio.timeout(self.settings.acquire_timeout):
                     con = await pool.acquire()
         except TimeoutError as exc:
-            self._end_lease(pool)
             self._stats.incr(st.ACQUIRE_TIMEOUTS)
             raise PoolTimeoutError(
                 f"no connection became free within acquire_timeout={self.settings.acquire_timeout}s "
                 f"(pool max_size={pool.get_max_size()}); raise max_size or acquire_timeout, "
                 "or lower the concurrency"
             ) from exc
-        except BaseException as exc:
-            self._end_lease(pool)
-            if isinstance(exc, Exception):
-                raise map_driver_error(exc, "acquire") from exc
-            raise
+        except PoolClosingError as exc:
+            raise PoolClosedError("this UnifiedDB was closed while waiting for a connection") from exc
+        except Exception as exc:
+            raise map_driver_error(exc, "acquire") from exc
         finally:
             self._waiting -= 1
         self._stats.record_acquire(time.perf_counter() - start)
         return con
 
-    async def _release_raw(self, pool: asyncpg.Pool, con: asyncpg.Connection) -> None:
-        """Return *con* to the pool; a failure there does not undo the work already done.
-
-        When the server went away after the last statement, asyncpg's release fails and
-        closes the connection; the caller's statements had succeeded, so their result
-        stands.
-        """
-        try:
-            await pool.release(con)
-        except Exception:
-            log.debug("unified_db: releasing a connection failed; it was closed", exc_info=True)
-        finally:
-            self._end_lease(pool)
-
-    def _end_lease(self, pool: asyncpg.Pool) -> None:
-        left = self._leases.get(pool, 0) - 1
-        if left > 0:
-            self._leases[pool] = left
-            return
-        self._leases.pop(pool, None)
-        drained = self._drained.get(pool)
-        if drained is not None:
-            drained.set()
-
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[Conn]:
         """A pooled connection for several statements; released (shielded) on exit."""
         pool = self._require_pool()
-        con = await self._acquire_raw(pool)
+        con = pool.try_acquire()
+        if con is None:
+            con = await self._acquire_raw(pool)
+        else:
+            self._stats.record_acquire(0.0)
         conn = Conn(con, self)
+        clean = False
         try:
             yield conn
+            clean = True
         finally:
-            try:
-                await self._release_raw(pool, con)
-            finally:
-                conn._done()
+            pool.release(con, clean=clean)
+            conn._done()
 
     @asynccontextmanager
     async def _transaction(
@@ -590,37 +549,45 @@ class UnifiedPostgreSQL:
         self, method: str, query: str, args: tuple[Any, ...], write: bool, timeout: float | None
     ) -> Any:
         sql = self._sql(query)
-        self._stats.incr(st.REQUESTS_NUM)
+        stats = self._stats
+        stats.incr(st.REQUESTS_NUM)
         first_loss: float | None = None
         attempts_left: int | None = None
         while True:
-            # Looked up on every attempt: a retry after _resize_pool must use the new pool.
             pool = self._require_pool()
             if attempts_left is None:
                 attempts_left = pool.get_max_size() + 1  # a hard bound, whatever the driver reports
             attempts_left -= 1
-            con = await self._acquire_raw(pool)
-            opened = getattr(con, "_ud_opened", 0.0)
+            con = pool.try_acquire()
+            if con is None:
+                con = await self._acquire_raw(pool)
+            else:
+                stats.record_acquire(0.0)
+            clean = False
             try:
-                return await getattr(con, method)(sql, *args, timeout=timeout)
+                result = await getattr(con, method)(sql, *args, timeout=timeout)
+                clean = True
+                return result
             except Exception as exc:
                 # A timed-out statement is not replayed even if the cancel cost the connection.
                 lost = not isinstance(exc, TimeoutError) and (is_connection_lost(exc) or connection_gone(con))
-                if lost and not connection_gone(con):  # broken but open: never hand it out again
-                    con.terminate()
-                    self._stats.incr(st.CONNECTIONS_LOST)
+                if lost:
+                    self._count_lost(con)
+                    if not connection_gone(con):  # broken but open: never hand it out again
+                        con.terminate()
                 # A read is retried on a connection opened after the loss; one opened after
                 # it failing too means the server is really gone. At most one attempt per
                 # pooled connection.
+                opened = getattr(con, "_ud_opened", 0.0)
                 if lost and not write and attempts_left > 0 and (first_loss is None or opened < first_loss):
                     if first_loss is None:
                         first_loss = time.monotonic()
-                    self._stats.incr(st.RETRIES)
+                    stats.incr(st.RETRIES)
                     continue
-                self._stats.incr(st.REQUESTS_ERRORS)
+                stats.incr(st.REQUESTS_ERRORS)
                 raise map_driver_error(exc, lost=lost) from exc
             finally:
-                await self._release_raw(pool, con)
+                pool.release(con, clean=clean)
 
     # The four shortcuts return _run's coroutine instead of awaiting it: the same call for
     # the caller (``await self._fetchrow(...)``), one coroutine frame less to resume on

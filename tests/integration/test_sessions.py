@@ -274,8 +274,10 @@ async def test_under_concurrent_rotation_an_older_token_never_works_after_a_newe
 
     async def reader() -> None:
         while not done.is_set():
+            # Newest first: on a slow machine a pass over every old token can outlast a
+            # generation's whole life, and the readers would see too few of them.
             known = list(enumerate(tokens))
-            for gen, token in known:
+            for gen, token in reversed(known):
                 start = time.monotonic()
                 if await db.session_get_by_token(token) is not None:
                     seen.append((gen, start, time.monotonic()))

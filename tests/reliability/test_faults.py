@@ -96,7 +96,8 @@ async def test_the_first_read_after_every_backend_is_killed_succeeds(db_dsn: str
     # retry could land on a second dead connection. Reads must get through regardless.
     async with UnifiedDB(db_dsn, min_size=6, max_size=6) as db:
         for _ in range(5):
-            await asyncio.gather(*(db._fetchval("SELECT pg_sleep(0.02)") for _ in range(6)))
+            # Long enough that all six overlap (behind PgBouncer, six server connections).
+            await asyncio.gather(*(db._fetchval("SELECT pg_sleep(0.2)") for _ in range(6)))
             assert await terminate_backends(admin_dsn, db_dsn) == 6
             assert await db._fetchval("SELECT 41 + 1") == 42
         assert db.get_stats().get("requests_errors", 0) == 0

@@ -162,7 +162,8 @@ async def _cache(db: UnifiedDB, data: st.DataObject) -> None:
         await attempt(db, "cache", lambda: db.cache_ttl(key))
         await attempt(db, "cache", lambda: db.cache_get_many([key, "k"]))
     elif which == "many":
-        await attempt(db, "cache", lambda: db.cache_set_many({key: value, "k": 1}, ttl, tags=tags), read_back)
+        mapping = {"k": 1, key: value}  # key may be "k" itself: then value is the one stored
+        await attempt(db, "cache", lambda: db.cache_set_many(mapping, ttl, tags=tags), read_back)
         await attempt(db, "cache", lambda: db.cache_delete_many([key]))
     elif which == "incr":
         delta = data.draw(st.one_of(st.integers(), st.floats(), st.just("1")), "delta")
