@@ -48,9 +48,15 @@ class OperationStats:
     # last SAMPLE_SIZE calls, a histogram for Prometheus must count every call.
     buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
 
+    # The last summary and the count it was made at: a dashboard polling get_stats()
+    # sorts only the samples of operations that ran since its previous poll.
+    _summary: tuple[int, dict[str, float | int | None]] | None = field(default=None, repr=False)
+
     def summary(self) -> dict[str, float | int | None]:
+        if self._summary is not None and self._summary[0] == self.count:
+            return dict(self._summary[1])
         ordered = sorted(self.samples)
-        return {
+        out = {
             "count": self.count,
             "errors": self.errors,
             "mean_ms": (self.total_seconds / self.count * 1000) if self.count else None,
@@ -58,6 +64,8 @@ class OperationStats:
             "p95_ms": _ms(percentile(ordered, 95)),
             "p99_ms": _ms(percentile(ordered, 99)),
         }
+        self._summary = (self.count, out)
+        return dict(out)
 
 
 def _ms(v: float | None) -> float | None:

@@ -109,3 +109,15 @@ def test_json_refuses_nan_in_a_numpy_array():
     with pytest.raises(InvalidInputError):
         dumps({"v": np.array([1.0, np.nan])})
     assert loads(dumps({"v": np.array([1.0, 2.0])})) == {"v": [1.0, 2.0]}
+
+
+def test_operation_summary_is_recomputed_after_each_new_sample():
+    s = Stats()
+    s.record("op", 0.001)
+    first = s.get_stats()["operations"]["op"]
+    assert s.get_stats()["operations"]["op"] == first  # unchanged: the cached summary
+    first["count"] = 99  # a caller's copy, not the cache
+    s.record("op", 0.003, error=True)
+    again = s.get_stats()["operations"]["op"]
+    assert (again["count"], again["errors"]) == (2, 1)
+    assert again["p99_ms"] == pytest.approx(3.0)

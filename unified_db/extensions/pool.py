@@ -259,14 +259,12 @@ class PoolDiagnosticsMixin(_Base):
     async def adjust_pool_size(
         self, *, min_size: int | None = None, max_size: int | None = None
     ) -> PoolStats:
-        """Resize the pool live; queries in flight finish on the old connections.
+        """Resize the pool live, in place: no query in flight fails.
 
         A missing bound keeps its current value (a max below the current min pulls the
-        min down with it). The pool is replaced by a new one and the old is closed once
-        its connections are released, so a caller holding a connection while it calls
-        this waits (up to command_timeout + acquire_timeout). Raises InvalidInputError
-        for a bad size (nothing changes), DatabaseUnavailableError when the new pool
-        cannot connect (the old one stays). Opens min_size new connections.
+        min down with it). Surplus idle connections close at once, surplus ones in use
+        when they are released; a larger max lets waiting tasks connect at once. Raises
+        InvalidInputError for a bad size (nothing changes).
         """
         figures = self._pool_figures()
         new_min, new_max = check_pool_sizes(min_size, max_size, (figures["min_size"], figures["max_size"]))
