@@ -48,24 +48,25 @@ class OperationStats:
     # last SAMPLE_SIZE calls, a histogram for Prometheus must count every call.
     buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
 
-    # The last summary and the count it was made at: a dashboard polling get_stats()
-    # sorts only the samples of operations that ran since its previous poll.
-    _summary: tuple[int, dict[str, float | int | None]] | None = field(default=None, repr=False)
+    # Percentiles (p50, p95, p99) and the count they were computed at. Sorting the window
+    # is the costly part of a summary: it is redone once 1/64 of the window (32 calls at
+    # the full 2,048) is new, so a dashboard polling get_stats() does not sort per poll.
+    # Counts, errors and the mean are always exact.
+    _pct: tuple[int, tuple[float | None, ...]] | None = field(default=None, repr=False)
 
     def summary(self) -> dict[str, float | int | None]:
-        if self._summary is not None and self._summary[0] == self.count:
-            return dict(self._summary[1])
-        ordered = sorted(self.samples)
-        out = {
+        if self._pct is None or self.count - self._pct[0] >= max(1, len(self.samples) // 64):
+            ordered = sorted(self.samples)
+            self._pct = (self.count, tuple(_ms(percentile(ordered, q)) for q in (50, 95, 99)))
+        p50, p95, p99 = self._pct[1]
+        return {
             "count": self.count,
             "errors": self.errors,
             "mean_ms": (self.total_seconds / self.count * 1000) if self.count else None,
-            "p50_ms": _ms(percentile(ordered, 50)),
-            "p95_ms": _ms(percentile(ordered, 95)),
-            "p99_ms": _ms(percentile(ordered, 99)),
+            "p50_ms": p50,
+            "p95_ms": p95,
+            "p99_ms": p99,
         }
-        self._summary = (self.count, out)
-        return dict(out)
 
 
 def _ms(v: float | None) -> float | None:
