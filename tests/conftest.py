@@ -121,3 +121,14 @@ async def other_ns(db_dsn: str) -> AsyncIterator[UnifiedDB]:
     """A second instance on the same database in another namespace (isolation tests)."""
     async with UnifiedDB(db_dsn, namespace="other", min_size=1, max_size=4) as instance:
         yield instance
+
+
+@pytest.fixture
+async def nearcache_pair(db_dsn: str) -> AsyncIterator[tuple[UnifiedDB, UnifiedDB]]:
+    """Two instances on one database, each with a near-cache whose listener is up."""
+    async with (
+        UnifiedDB(db_dsn, cache_local_size=1000, max_size=3) as a,
+        UnifiedDB(db_dsn, cache_local_size=1000, max_size=3) as b,
+    ):
+        assert a._component("nearcache").available and b._component("nearcache").available
+        yield a, b

@@ -99,16 +99,19 @@ def build_template(admin_dsn: str, app_role: str | None = None) -> str:
 def drop_role(admin_dsn: str, role: str) -> None:
     """Drop *role* and what it holds in the admin DSN's database (other databases are gone)."""
 
-    async def go() -> None:
-        con = await asyncpg.connect(admin_dsn)
-        try:
-            if await con.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1", role):
-                for template in ("DROP OWNED BY %I", "DROP ROLE %I"):
-                    await con.execute(await con.fetchval("SELECT format($1::text, $2::text)", template, role))
-        finally:
-            await con.close()
+    asyncio.run(drop_role_in(admin_dsn, role))
 
-    asyncio.run(go())
+
+async def drop_role_in(dsn: str, role: str) -> None:
+    """DROP OWNED BY and DROP ROLE *role* through *dsn*, when the role exists."""
+    con = await asyncpg.connect(dsn)
+    try:
+        if await con.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1", role):
+            # Names are test-made identifiers; the server quotes them.
+            for template in ("DROP OWNED BY %I", "DROP ROLE %I"):
+                await con.execute(await con.fetchval("SELECT format($1::text, $2::text)", template, role))
+    finally:
+        await con.close()
 
 
 def urlsplit_db(dsn: str) -> str:

@@ -53,18 +53,8 @@ async def drop_latency(db: UnifiedDB, key: str, write: Callable[[], Awaitable[ob
     return time.monotonic() - start
 
 
-@pytest.fixture
-async def pair(db_dsn: str):
-    async with (
-        UnifiedDB(db_dsn, cache_local_size=1000, max_size=3) as a,
-        UnifiedDB(db_dsn, cache_local_size=1000, max_size=3) as b,
-    ):
-        assert local(a).available and local(b).available
-        yield a, b
-
-
-async def test_l1_serves_repeated_reads_without_a_round_trip(pair):
-    a, _ = pair
+async def test_l1_serves_repeated_reads_without_a_round_trip(nearcache_pair):
+    a, _ = nearcache_pair
     await a.cache_set("k", {"v": 1}, ttl=30)
     assert await a.cache_get("k") == {"v": 1}  # fills L1
     before = a.get_stats()["requests_num"]
@@ -79,8 +69,8 @@ async def test_l1_serves_repeated_reads_without_a_round_trip(pair):
     assert info.local_hits >= 101 and info.local_hit_ratio > 0.9
 
 
-async def test_every_kind_of_write_drops_the_key_from_other_l1s_within_100ms(pair):
-    a, b = pair
+async def test_every_kind_of_write_drops_the_key_from_other_l1s_within_100ms(nearcache_pair):
+    a, b = nearcache_pair
     await b.cache_set_many({f"k{i}": i for i in range(12)}, ttl=30, tags=("tg",))
     await b.cache_set("counter", 1)
     writes = {
@@ -101,8 +91,8 @@ async def test_every_kind_of_write_drops_the_key_from_other_l1s_within_100ms(pai
     assert await a.cache_get("k0") is None and await a.cache_get("k1") is None
 
 
-async def test_a_reader_never_sees_a_stale_value_after_a_write(pair):
-    a, b = pair
+async def test_a_reader_never_sees_a_stale_value_after_a_write(nearcache_pair):
+    a, b = nearcache_pair
     for i in range(20):
         await b.cache_set("k", i)
         deadline = time.monotonic() + 1
@@ -111,8 +101,8 @@ async def test_a_reader_never_sees_a_stale_value_after_a_write(pair):
             await asyncio.sleep(0.005)
 
 
-async def test_l1_entries_never_outlive_their_ttl(pair):
-    a, _ = pair
+async def test_l1_entries_never_outlive_their_ttl(nearcache_pair):
+    a, _ = nearcache_pair
     await a.cache_set("short", "v", ttl=0.3)
     assert await a.cache_get("short") == "v"
     assert await cached_in_l1(a, "short")
@@ -121,8 +111,8 @@ async def test_l1_entries_never_outlive_their_ttl(pair):
     assert await a.cache_get("short") is None
 
 
-async def test_losing_the_listener_flushes_l1_until_it_is_back(pair, admin_dsn: str):
-    a, b = pair
+async def test_losing_the_listener_flushes_l1_until_it_is_back(nearcache_pair, admin_dsn: str):
+    a, b = nearcache_pair
     await b.cache_set("k", "v1")
     assert await fill_l1(a, "k") == "v1"
     svc = local(a)
@@ -172,9 +162,9 @@ async def test_other_namespaces_do_not_invalidate(db_dsn: str):
         assert await a.cache_get("k") == "mine"
 
 
-async def test_publish_helper_for_other_kinds(pair):
+async def test_publish_helper_for_other_kinds(nearcache_pair):
     """The API another feature (personas) uses: its own kind, invalidated after commit."""
-    a, b = pair
+    a, b = nearcache_pair
     svc = local(a)
     svc.cache.put("persona", "p1", "cached persona", 30, svc.cache.token())
     async with b._transaction() as con:

@@ -62,18 +62,8 @@ async def visible_after(
     return time.monotonic() - start
 
 
-@pytest.fixture
-async def pair(db_dsn: str):
-    async with (
-        UnifiedDB(db_dsn, cache_local_size=1000, max_size=3) as a,
-        UnifiedDB(db_dsn, cache_local_size=1000, max_size=3) as b,
-    ):
-        assert local(a).available and local(b).available
-        yield a, b
-
-
-async def test_repeated_reads_are_served_from_l1_without_a_round_trip(pair):
-    a, b = pair
+async def test_repeated_reads_are_served_from_l1_without_a_round_trip(nearcache_pair):
+    a, b = nearcache_pair
     await b.persona_initialize_default()
     await b.persona_create(spec("p", expertise=["sql"], personality_traits={"tone": {"warm": True}}))
     await b.persona_set_user_preference("u1", "p")
@@ -100,8 +90,8 @@ async def test_repeated_reads_are_served_from_l1_without_a_round_trip(pair):
     assert (await a.cache_info()).local_hits == 0
 
 
-async def test_every_kind_of_write_in_one_instance_is_seen_by_the_other_within_100ms(pair):
-    a, b = pair
+async def test_every_kind_of_write_in_one_instance_is_seen_by_the_other_within_100ms(nearcache_pair):
+    a, b = nearcache_pair
     await b.persona_initialize_default()
     await b.persona_create(spec("p", role="v1"))
     await b.persona_create(spec("q"))
@@ -167,8 +157,8 @@ async def test_every_kind_of_write_in_one_instance_is_seen_by_the_other_within_1
     assert max(latencies.values()) < 1.0, latencies  # generous: two shared cores
 
 
-async def test_a_writer_without_a_near_cache_still_invalidates(pair, db_dsn: str):
-    a, _ = pair
+async def test_a_writer_without_a_near_cache_still_invalidates(nearcache_pair, db_dsn: str):
+    a, _ = nearcache_pair
     async with UnifiedDB(db_dsn, max_size=2) as plain:
         assert plain._component("nearcache") is None
         assert plain.settings.cache_publish_invalidations is None  # personas publish anyway
@@ -191,10 +181,10 @@ async def test_a_writer_without_a_near_cache_still_invalidates(pair, db_dsn: str
         assert took < 1.0
 
 
-async def test_own_writes_are_read_back_at_once_even_with_readers_racing(pair):
+async def test_own_writes_are_read_back_at_once_even_with_readers_racing(nearcache_pair):
     """The writer's own L1 is dropped when its transaction ends, so the next read in the
     same process sees the write, even when a concurrent read of the old row tried to put it."""
-    a, _ = pair
+    a, _ = nearcache_pair
     await a.persona_create(spec("p", role="0"))
     stop = asyncio.Event()
 
@@ -214,8 +204,8 @@ async def test_own_writes_are_read_back_at_once_even_with_readers_racing(pair):
     assert a.get_stats()["persona_local_hits"] > 0
 
 
-async def test_a_reader_never_goes_back_to_an_older_version(pair):
-    a, b = pair
+async def test_a_reader_never_goes_back_to_an_older_version(nearcache_pair):
+    a, b = nearcache_pair
     await b.persona_create(spec("p", role="0"))
     await fill_l1(a, KIND, "p", lambda: a.persona_get("p"))
     for i in range(1, 15):
@@ -226,8 +216,8 @@ async def test_a_reader_never_goes_back_to_an_older_version(pair):
             await asyncio.sleep(0.003)
 
 
-async def test_a_rolled_back_write_invalidates_nothing_elsewhere(pair):
-    a, b = pair
+async def test_a_rolled_back_write_invalidates_nothing_elsewhere(nearcache_pair):
+    a, b = nearcache_pair
     await b.persona_create(spec("p", role="kept"))
     await fill_l1(a, KIND, "p", lambda: a.persona_get("p"))
     with pytest.raises(ConflictError):
@@ -241,8 +231,10 @@ async def test_a_rolled_back_write_invalidates_nothing_elsewhere(pair):
     assert (await a.persona_get("p")).role == "kept"
 
 
-async def test_losing_the_listener_flushes_l1_and_bypasses_it_until_it_is_back(pair, admin_dsn: str):
-    a, b = pair
+async def test_losing_the_listener_flushes_l1_and_bypasses_it_until_it_is_back(
+    nearcache_pair, admin_dsn: str
+):
+    a, b = nearcache_pair
     await b.persona_create(spec("p", role="v1"))
     await fill_l1(a, KIND, "p", lambda: a.persona_get("p"))
     svc = local(a)

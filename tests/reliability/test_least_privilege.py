@@ -32,22 +32,11 @@ async def roles_named(admin_dsn: str, role: str) -> int:
         await con.close()
 
 
-async def drop_role(db_dsn: str, role: str) -> None:
-    con = await asyncpg.connect(db_dsn)
-    try:
-        if await con.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1", role):
-            # Names are test-made identifiers; the server quotes them.
-            for template in ("DROP OWNED BY %I", "DROP ROLE %I"):
-                await con.execute(await con.fetchval("SELECT format($1::text, $2::text)", template, role))
-    finally:
-        await con.close()
-
-
 @pytest.fixture
 async def role(db_dsn: str) -> AsyncIterator[str]:
     name = pg.unique_name("udb_app").lower()
     yield name
-    await drop_role(db_dsn, name)
+    await pg.drop_role_in(db_dsn, name)
 
 
 DDL = [
@@ -175,7 +164,7 @@ def test_cli_init_with_app_role(db_dsn: str, admin_dsn: str):
         bad = runner.invoke(app, ["init", "--dsn", db_dsn, "--app-role", "Bad Name"])
         assert bad.exit_code == 2 and "app role" in bad.output
     finally:
-        asyncio.run(drop_role(db_dsn, role))
+        asyncio.run(pg.drop_role_in(db_dsn, role))
 
 
 async def test_the_app_role_with_a_pending_migration_gets_a_clear_migration_error(
@@ -304,7 +293,7 @@ async def test_only_the_app_role_may_run_the_privileged_functions(db: UnifiedDB,
                     await con.execute(become)
                     await con.execute(call)
     finally:
-        await drop_role(owner_dsn, stranger)
+        await pg.drop_role_in(owner_dsn, stranger)
 
 
 async def test_the_app_role_runs_the_ddl_features_but_no_ddl_of_its_own(
