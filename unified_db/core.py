@@ -233,7 +233,6 @@ class UnifiedPostgreSQL:
         self._sql_cache: dict[str, str] = {}
         self._components: dict[str, Component] = {}
         self._open_lock = asyncio.Lock()
-        self._waiting = 0  # acquirers waiting for a connection
         self.started_at = time.time()
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
@@ -387,7 +386,7 @@ class UnifiedPostgreSQL:
             "max_size": pool.get_max_size(),
             "idle": idle,
             "in_use": max(0, size - idle),
-            "waiting": self._waiting,
+            "waiting": pool.get_waiting(),
         }
 
     async def _init_connection(self, con: asyncpg.Connection) -> None:
@@ -477,7 +476,6 @@ class UnifiedPostgreSQL:
         """A connection of *pool* when none is idle; the caller gives it back with
         ``pool.release``. Waits at most ``acquire_timeout`` once every slot is taken."""
         start = time.perf_counter()
-        self._waiting += 1
         try:
             if pool.get_size() < pool.get_max_size():
                 # A free slot: no wait for another caller, so no timer (a new connection
@@ -497,8 +495,6 @@ class UnifiedPostgreSQL:
             raise PoolClosedError("this UnifiedDB was closed while waiting for a connection") from exc
         except Exception as exc:
             raise map_driver_error(exc, "acquire") from exc
-        finally:
-            self._waiting -= 1
         self._stats.record_acquire(time.perf_counter() - start)
         return con
 
