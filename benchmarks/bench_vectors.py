@@ -131,10 +131,16 @@ async def _bench(ctx: Context, db: UnifiedDB, floor: asyncpg.Pool, n: int, n_que
     )
 
     # ------------------------------------------------------------ the two data sets
-    for label, make in (("low-rank", _low_rank), ("isotropic", _isotropic)):
+    # Isotropic vectors twice: with the default graph, and with the larger graph
+    # (m=48, ef_construction=400: ten minutes of build here) that reaches recall 0.95.
+    for label, make, m, efc, efs in (
+        ("low-rank", _low_rank, 16, 64, (40, 100, 200, 400)),
+        ("isotropic", _isotropic, 16, 64, (100, 400, 1000)),
+        ("isotropic", _isotropic, 48, 400, (100, 400, 1000)),
+    ):
         vectors = make(np.random.default_rng(7), n)
         queries = make(np.random.default_rng(8), n_queries)
-        rows += await _search_rows(ctx, db, floor, label, vectors, queries)
+        rows += await _search_rows(ctx, db, floor, label, vectors, queries, m=m, ef_construction=efc, efs=efs)
     return rows
 
 
@@ -168,14 +174,23 @@ async def _load(
 
 
 async def _search_rows(
-    ctx: Context, db: UnifiedDB, floor: asyncpg.Pool, label: str, data: np.ndarray, queries: np.ndarray
+    ctx: Context,
+    db: UnifiedDB,
+    floor: asyncpg.Pool,
+    label: str,
+    data: np.ndarray,
+    queries: np.ndarray,
+    *,
+    m: int,
+    ef_construction: int,
+    efs: tuple[int, ...],
 ) -> list[Row]:
     rows: list[Row] = []
     n, n_queries = len(data), len(queries)
     ids = [f"v{i}" for i in range(n)]
-    section = f"vectors: search over {n:,} {label} 384-dimension vectors"
-    name = f"bench-{label}"
-    await db.vector_collection_create(name, DIMS, build_index=False)  # hnsw, m=16, ef_construction=64
+    section = f"vectors: {n:,} {label} 384-d vectors, HNSW m={m}, ef_construction={ef_construction}"
+    name = f"bench-{label}-{m}-{ef_construction}"
+    await db.vector_collection_create(name, DIMS, m=m, ef_construction=ef_construction, build_index=False)
     start = time.perf_counter()
     await _load(db, name, data, ids, tasks=2, batch=2000)
     rows.append(
@@ -203,10 +218,15 @@ async def _search_rows(
     info = db._component("vectors").collections[name]
     raw_sql = db._sql(search_sql(info, filtered=False, exact=False))
     counter = iter(range(10**9))
-    default_ef, mark = db.settings.vector_ef_search, " (default)"
-    for ef in (40, default_ef, 200, 400):
+    default_ef, mark, met = db.settings.vector_ef_search, " (default)", False
+    for ef in efs:
         found = [[h.id for h in await db.vector_search(name, q, k=10, ef_search=ef)] for q in qlists]
         recall = _recall(found, truth)
+        target = ""  # on the first row that reaches 0.95, and on the default's when it does not
+        if recall >= 0.95 and not met:
+            target, met = "recall >= 0.95: met", True
+        elif ef == default_ef and recall < 0.95:
+            target = "recall >= 0.95: not met"
 
         async def ud_search(ef: int = ef) -> None:
             await db.vector_search(name, qlists[next(counter) % n_queries], k=10, ef_search=ef)
@@ -222,7 +242,7 @@ async def _search_rows(
                 qps["ud"],
                 "queries/s",
                 floor=qps["raw"],
-                target="recall >= 0.95" if ef == default_ef else "",
+                target=target,
             )
         )
     concurrent = await rate(
